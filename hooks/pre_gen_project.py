@@ -1,0 +1,167 @@
+"""Validate every cookiecutter answer before anything is written.
+
+Cookiecutter renders this file with the answers, runs it inside the freshly
+created project directory, and deletes that directory when the hook exits
+non-zero. A bad answer therefore prints one line naming the field, the value
+and the rule, exits 1, and leaves nothing on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import re
+import sys
+from collections.abc import Callable
+
+# The answers as JSON, so that no quote or backslash in an answer can break this file.
+ANSWERS: dict[str, object] = json.loads(r"""{{ cookiecutter | tojson }}""")
+
+# RFC 1123 label, as Kubernetes validates names (k8s.io/apimachinery IsDNS1123Label).
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Pragmatic address check: one @, no spaces, a dot in the domain.
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+# PEP 440 public version, simplified to the forms a new service starts with.
+VERSION = re.compile(r"^\d+(\.\d+){0,2}((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?$")
+# Repository part of an OCI image reference (distribution/reference grammar):
+# optional registry host[:port], then lowercase path components.
+IMAGE_REPOSITORY = re.compile(
+    r"^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)"
+    r"(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
+
+# Modules the generated service (or its tests) imports: a package with one of
+# these names would shadow it.
+SHADOWED_MODULES = frozenset(
+    {
+        "aerich",
+        "aiosqlite",
+        "alembic",
+        "apscheduler",
+        "asyncpg",
+        "fastapi",
+        "httpx",
+        "migrations",
+        "prometheus_client",
+        "pydantic",
+        "pydantic_settings",
+        "pytest",
+        "redis",
+        "sqlalchemy",
+        "starlette",
+        "tenacity",
+        "test",
+        "tests",
+        "tortoise",
+        "uvicorn",
+    }
+)
+
+SUPPORTED_ORMS = ("sqlalchemy",)
+
+
+def check_dns_label(field: str, value: str) -> str | None:
+    if len(value) > 63:
+        return f"{field}: {value!r} is longer than 63 characters (DNS-1123 label)"
+    if not DNS1123_LABEL.match(value):
+        return (
+            f"{field}: {value!r} is not a DNS-1123 label (lowercase letters, digits "
+            "and '-', starting and ending with a letter or digit)"
+        )
+    return None
+
+
+def check_package_name(field: str, value: str) -> str | None:
+    if not value.isidentifier() or not value.isascii():
+        return f"{field}: {value!r} is not a Python identifier"
+    if keyword.iskeyword(value) or keyword.issoftkeyword(value):
+        return f"{field}: {value!r} is a Python keyword"
+    if value in SHADOWED_MODULES or value in sys.stdlib_module_names:
+        return f"{field}: {value!r} would shadow the module {value!r} that the service imports"
+    if value != value.lower():
+        return f"{field}: {value!r} must be lowercase (PEP 8 package name)"
+    return None
+
+
+def check_url(field: str, value: str) -> str | None:
+    if not re.match(r"^https?://[^\s/?#]+[^\s]*$", value):
+        return f"{field}: {value!r} is not an absolute http(s) URL"
+    return None
+
+
+def check_email(field: str, value: str) -> str | None:
+    if not EMAIL.match(value):
+        return f"{field}: {value!r} is not an email address (name@domain.tld)"
+    return None
+
+
+def check_version(field: str, value: str) -> str | None:
+    if not VERSION.match(value):
+        return f"{field}: {value!r} is not a PEP 440 version such as 0.1.0"
+    return None
+
+
+def check_image(field: str, value: str) -> str | None:
+    if "@" in value or ":" in value.rsplit("/", 1)[-1]:
+        return (
+            f"{field}: {value!r} must be a repository without tag or digest "
+            "(the Kubernetes overlays set the tag)"
+        )
+    if len(value) > 255 or not IMAGE_REPOSITORY.match(value):
+        return (
+            f"{field}: {value!r} is not an image repository such as "
+            "ghcr.io/acme/my-service (lowercase path components)"
+        )
+    return None
+
+
+def check_orm(field: str, value: str) -> str | None:
+    if value not in SUPPORTED_ORMS:
+        return f"{field}: {value!r} is not supported yet (choose one of: {', '.join(SUPPORTED_ORMS)})"
+    return None
+
+
+def check_redis(field: str, value: str) -> str | None:
+    if value in ("True", "true", "yes", "1"):
+        return f"{field}: Redis support is not supported yet (answer no)"
+    return None
+
+
+def check_free_text(field: str, value: str) -> str | None:
+    if not value.strip():
+        return f"{field}: must not be empty"
+    # These answers are written inside quoted Python and TOML strings.
+    if any(char in value for char in '"\\\n\r'):
+        return f"{field}: {value!r} must not contain double quotes, backslashes or line breaks"
+    return None
+
+
+CHECKS: dict[str, Callable[[str, str], str | None]] = {
+    "project_name": check_free_text,
+    "description": check_free_text,
+    "author_name": check_free_text,
+    "project_slug": check_dns_label,
+    "package_name": check_package_name,
+    "author_email": check_email,
+    "version": check_version,
+    "orm": check_orm,
+    "use_redis": check_redis,
+    "status_page_url": check_url,
+    "k8s_namespace": check_dns_label,
+    "container_image": check_image,
+}
+
+
+def main() -> int:
+    for field, check in CHECKS.items():
+        error = check(field, str(ANSWERS.get(field, "")))
+        if error is not None:
+            print(f"ERROR: {error}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

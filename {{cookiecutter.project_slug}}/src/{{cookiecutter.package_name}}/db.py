@@ -1,0 +1,81 @@
+"""The SQLAlchemy async engine, sessions and the database readiness check."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import text
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+
+from .health import HealthCheck
+from .settings import Settings
+
+# Errors that mean "the database cannot be reached right now", raised from a route:
+# the 503 handler answers them with Retry-After and the status page instead of a 500.
+DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
+)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table; Alembic reads its metadata."""
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """Create the async engine and its connection pool from ``settings``.
+
+    PostgreSQL uses asyncpg with a bounded pool (``DATABASE_POOL_SIZE`` plus
+    ``DATABASE_MAX_OVERFLOW`` connections, ``DATABASE_POOL_TIMEOUT`` seconds to
+    wait for one, ``DATABASE_CONNECT_TIMEOUT`` seconds to open one). Connections
+    are pinged on checkout, so a database restart costs no failed request.
+    """
+    url = settings.database_dsn
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("postgresql"):
+        options |= {
+            "pool_size": settings.database_pool_size,
+            "max_overflow": settings.database_max_overflow,
+            "pool_timeout": settings.database_pool_timeout,
+            "connect_args": {"timeout": settings.database_connect_timeout},
+        }
+    return create_async_engine(url, **options)
+
+
+def database_check(engine: AsyncEngine) -> HealthCheck:
+    """Readiness check: ``SELECT 1`` through the app's own pool.
+
+    Pool checkout and query are bounded together by the health runner's timeout
+    (``HEALTH_CHECK_TIMEOUT``), not by ``pool_timeout``.
+    """
+
+    async def select_one() -> None:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    return HealthCheck(key="database:responseTime", component_type="datastore", run=select_one)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """FastAPI dependency: one session per request, closed afterwards."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -1,0 +1,152 @@
+"""Running health checks: a timeout per check, caching and single-flight.
+
+A probe must answer within its own timeout even when a dependency hangs. Each
+check therefore runs in a task of its own that the probe waits for at most
+``timeout`` seconds. ``asyncio.wait_for`` is not enough: on timeout it cancels
+the task and then waits for it to unwind, and a query cancelled against a
+hung PostgreSQL server can take seconds to unwind. Here the probe stops waiting
+at the deadline and the cancelled task unwinds in the background; while it does,
+the check reports ``fail`` instead of piling up more connections on a server
+that does not answer.
+
+Results are cached for ``cache_ttl`` seconds, and concurrent probes share one
+run in flight, so a burst of probes costs at most one round-trip per dependency
+per period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .model import CheckResult, Status
+
+logger = logging.getLogger(__name__)
+
+CheckFunction = Callable[[], Coroutine[Any, Any, CheckResult | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """A named check.
+
+    ``key`` is the draft's ``component:measurement`` (e.g. ``database:responseTime``).
+    ``run`` raises on failure, or returns ``None`` for a plain pass (the runner
+    then reports the response time in ``ms``), or returns a full result.
+    ``readiness`` says whether the check gates ``/health/ready``; checks that are
+    not about serving traffic (scheduled jobs) appear only in ``/health``.
+    ``cacheable`` is false for cheap in-memory checks that must always be current.
+    """
+
+    key: str
+    component_type: str
+    run: CheckFunction
+    readiness: bool = True
+    cacheable: bool = True
+
+
+class CachedCheck:
+    """One check with its timeout, result cache and in-flight run."""
+
+    def __init__(self, check: HealthCheck, *, timeout: float, cache_ttl: float) -> None:
+        self.check = check
+        self.timeout = timeout
+        self.cache_ttl = cache_ttl if check.cacheable else 0.0
+        self._cached: CheckResult | None = None
+        self._expires_at = 0.0
+        self._flight: asyncio.Future[CheckResult] | None = None
+        self._straggler: asyncio.Task[CheckResult | None] | None = None
+
+    async def result(self) -> CheckResult:
+        """Return a result at most ``cache_ttl`` s old, after waiting at most ``timeout`` s."""
+        if self._cached is not None and time.monotonic() < self._expires_at:
+            return self._cached
+        if self._flight is None:
+            self._flight = asyncio.ensure_future(self._run())
+        # Shielded: a probe that gives up (client gone) must not cancel the shared run.
+        return await asyncio.shield(self._flight)
+
+    async def _run(self) -> CheckResult:
+        try:
+            result = await self._observe()
+        finally:
+            self._flight = None
+        if self.cache_ttl > 0:
+            self._cached = result
+            self._expires_at = time.monotonic() + self.cache_ttl
+        return result
+
+    async def _observe(self) -> CheckResult:
+        if self._straggler is not None:
+            if not self._straggler.done():
+                return CheckResult(
+                    Status.FAIL, output="previous check timed out and has not finished yet"
+                )
+            self._straggler = None
+        started = time.perf_counter()
+        task = asyncio.create_task(self.check.run(), name=f"health-check:{self.check.key}")
+        done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+        if task not in done:
+            task.cancel()
+            task.add_done_callback(_log_straggler)
+            self._straggler = task
+            return CheckResult(
+                Status.FAIL,
+                observed_value=elapsed_ms,
+                observed_unit="ms",
+                output=f"timed out after {self.timeout} s",
+            )
+        error = task.exception()
+        if error is not None:
+            return CheckResult(
+                Status.FAIL,
+                observed_value=elapsed_ms,
+                observed_unit="ms",
+                output=f"{type(error).__name__}: {error}",
+            )
+        result = task.result()
+        if result is None:
+            return CheckResult(Status.PASS, observed_value=elapsed_ms, observed_unit="ms")
+        return result
+
+
+def _log_straggler(task: asyncio.Task[CheckResult | None]) -> None:
+    # Retrieve the outcome so asyncio does not log "exception was never retrieved".
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("timed-out health check %s ended with %r", task.get_name(), task.exception())
+
+
+class HealthChecks:
+    """The service's checks, run concurrently.
+
+    Args:
+        checks: the checks, in the order the report lists them.
+        timeout: seconds each check may take (``HEALTH_CHECK_TIMEOUT``).
+        cache_ttl: seconds a result is reused (``HEALTH_CACHE_TTL``; 0 disables caching).
+    """
+
+    def __init__(self, checks: Iterable[HealthCheck], *, timeout: float, cache_ttl: float) -> None:
+        self.timeout = timeout
+        self.cache_ttl = cache_ttl
+        self._checks: dict[str, CachedCheck] = {}
+        for check in checks:
+            self.add(check)
+
+    def add(self, check: HealthCheck) -> None:
+        """Register ``check``; a check with the same key is replaced."""
+        self._checks[check.key] = CachedCheck(check, timeout=self.timeout, cache_ttl=self.cache_ttl)
+
+    async def run(self, *, readiness_only: bool) -> list[tuple[HealthCheck, CheckResult]]:
+        """Run the checks concurrently; returns ``(check, result)`` pairs in registration order."""
+        selected = [
+            cached
+            for cached in self._checks.values()
+            if cached.check.readiness or not readiness_only
+        ]
+        results = await asyncio.gather(*(cached.result() for cached in selected))
+        return [(cached.check, result) for cached, result in zip(selected, results, strict=True)]

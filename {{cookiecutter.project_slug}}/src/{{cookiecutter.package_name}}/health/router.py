@@ -1,0 +1,102 @@
+"""Health endpoints for Kubernetes probes and external uptime monitors.
+
+- ``GET /health/live``: liveness. Answers while the event loop does; checks no
+  dependency, so a database outage never restarts the pod.
+- ``GET /health/ready``: readiness. Runs the checks that gate traffic (the
+  database through the app's own pool); 503 when any fails.
+- ``GET /health``: the full report for uptime monitors: every check, including
+  scheduled jobs, with version and uptime; 200 for pass or warn, 503 for fail.
+
+Bodies follow draft-inadarei-api-health-check-06 (``application/health+json``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from .checks import HealthChecks
+from .model import HEALTH_MEDIA_TYPE, Status, dump, utcnow, worst
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+_LIVE_BODY = dump({"status": Status.PASS.value})
+
+
+def _health_response(body: dict[str, Any], status: Status, request: Request) -> Response:
+    if status is Status.FAIL:
+        body["status_page"] = str(request.app.state.settings.status_page_url)
+    return Response(
+        content=dump(body),
+        status_code=503 if status is Status.FAIL else 200,
+        media_type=HEALTH_MEDIA_TYPE,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def _report(request: Request, *, readiness_only: bool) -> tuple[dict[str, Any], Status]:
+    checks: HealthChecks = request.app.state.health
+    show_details: bool = request.app.state.settings.show_health_details
+    results = await checks.run(readiness_only=readiness_only)
+    status = worst(result.status for _, result in results)
+    rendered: dict[str, list[dict[str, Any]]] = {}
+    for check, result in results:
+        rendered.setdefault(check.key, []).append(
+            result.render(check.component_type, show_details=show_details)
+        )
+    return {"status": status.value, "checks": rendered}, status
+
+
+@router.get(
+    "/live",
+    summary="Liveness: the process answers",
+    response_class=Response,
+    responses={200: {"content": {HEALTH_MEDIA_TYPE: {}}}},
+)
+async def live() -> Response:
+    return Response(
+        content=_LIVE_BODY,
+        media_type=HEALTH_MEDIA_TYPE,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.get(
+    "/ready",
+    summary="Readiness: every dependency needed to serve traffic answers",
+    response_class=Response,
+    responses={200: {"content": {HEALTH_MEDIA_TYPE: {}}}, 503: {"description": "Not ready"}},
+)
+async def ready(request: Request) -> Response:
+    body, status = await _report(request, readiness_only=True)
+    return _health_response(body, status, request)
+
+
+@router.get(
+    "",
+    summary="Full health report for uptime monitors",
+    response_class=Response,
+    responses={200: {"content": {HEALTH_MEDIA_TYPE: {}}}, 503: {"description": "Failing"}},
+)
+async def health(request: Request) -> Response:
+    body, status = await _report(request, readiness_only=False)
+    started_at: float = request.app.state.started_at
+    uptime = {
+        "componentType": "system",
+        "observedValue": round(time.monotonic() - started_at, 3),
+        "observedUnit": "s",
+        "status": Status.PASS.value,
+        "time": utcnow().isoformat(),
+    }
+    report: dict[str, Any] = {
+        "status": body["status"],
+        "version": request.app.version.split(".", 1)[0],
+        "releaseId": request.app.version,
+        "serviceId": request.app.state.service_id,
+        "description": request.app.description,
+        "checks": {"uptime": [uptime], **body["checks"]},
+        "links": {"status": str(request.app.state.settings.status_page_url)},
+    }
+    return _health_response(report, status, request)

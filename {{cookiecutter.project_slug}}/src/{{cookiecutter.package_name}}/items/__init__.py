@@ -1,0 +1,1 @@
+"""The example resource: a small ``items`` table behind create, list and get."""

@@ -1,0 +1,139 @@
+"""Service configuration, read from the environment (and ``.env``) by pydantic-settings.
+
+Every setting is an upper-case environment variable of the same name; secrets may
+also be files in ``SECRETS_DIR`` (one file per setting, as Kubernetes mounts a
+Secret). Durations are in seconds.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, HttpUrl, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./{{ cookiecutter.package_name }}.db"
+DEFAULT_SECRETS_DIR = "/run/secrets/{{ cookiecutter.project_slug }}"
+
+
+class Environment(enum.StrEnum):
+    DEVELOPMENT = "development"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+class ConfigurationError(Exception):
+    """The environment holds an invalid setting; ``str()`` is one line per problem."""
+
+
+def normalize_database_url(url: str) -> str:
+    """Return ``url`` with the async driver the service uses.
+
+    ``postgres://`` (Heroku, many managed services), ``postgresql://`` and
+    ``postgresql+<driver>://`` become ``postgresql+asyncpg://``; ``sqlite://``
+    becomes ``sqlite+aiosqlite://``. Other schemes are returned unchanged and
+    rejected by validation.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    base = scheme.split("+", 1)[0].lower()
+    if base in ("postgres", "postgresql"):
+        return f"postgresql+asyncpg://{rest}"
+    if base == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    return url
+
+
+class Settings(BaseSettings):
+    """Typed settings; see ``.env.example`` for every variable with its default."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "INFO"
+
+    database_url: str | None = None
+    database_pool_size: int = Field(default=5, ge=1)
+    database_max_overflow: int = Field(default=5, ge=0)
+    database_pool_timeout: float = Field(default=10.0, gt=0)
+    database_connect_timeout: float = Field(default=5.0, gt=0)
+
+    status_page_url: HttpUrl = HttpUrl("{{ cookiecutter.status_page_url }}")
+    retry_after: int = Field(default=5, ge=0)
+
+    health_check_timeout: float = Field(default=1.0, gt=0)
+    health_cache_ttl: float = Field(default=1.0, ge=0)
+    health_show_details: bool | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalize_database_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        url = normalize_database_url(value.strip())
+        if not url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError("must be a postgres://, postgresql:// or sqlite:// URL")
+        return url
+
+    @model_validator(mode="after")
+    def _check_environment(self) -> Self:
+        if self.environment is Environment.DEVELOPMENT:
+            return self
+        if self.database_url is None:
+            raise ValueError(f"DATABASE_URL is required when ENVIRONMENT={self.environment.value}")
+        if self.database_url.startswith("sqlite"):
+            raise ValueError(
+                f"DATABASE_URL must be PostgreSQL when ENVIRONMENT={self.environment.value}, "
+                "not SQLite"
+            )
+        return self
+
+    @property
+    def database_dsn(self) -> str:
+        """The SQLAlchemy URL in use: ``DATABASE_URL``, or the SQLite file in development."""
+        return self.database_url or DEFAULT_SQLITE_URL
+
+    @property
+    def show_health_details(self) -> bool:
+        """Whether health responses include error text: on in development unless set."""
+        if self.health_show_details is not None:
+            return self.health_show_details
+        return self.environment is Environment.DEVELOPMENT
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment, ``.env`` and ``SECRETS_DIR``.
+
+    ``SECRETS_DIR`` (default ``/run/secrets/{{ cookiecutter.project_slug }}``) is read
+    only when it exists, so development needs no such folder.
+
+    Raises:
+        ConfigurationError: a setting is missing or invalid; the message names it.
+    """
+    secrets_dir = Path(os.environ.get("SECRETS_DIR", DEFAULT_SECRETS_DIR))
+    try:
+        if secrets_dir.is_dir():
+            return Settings(_secrets_dir=secrets_dir)
+        return Settings()
+    except ValidationError as error:
+        raise ConfigurationError(_describe(error)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in item["loc"]).upper()
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{field}: {message}" if field else message)
+    return "; ".join(problems)

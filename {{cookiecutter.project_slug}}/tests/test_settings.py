@@ -1,0 +1,96 @@
+"""Settings: URL normalisation and start-up refusals that name the setting."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }}.settings import (
+    ConfigurationError,
+    Settings,
+    load_settings,
+    normalize_database_url,
+)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgres://u:p@db:5432/app", "postgresql+asyncpg://u:p@db:5432/app"),
+        ("postgresql://u:p@db/app", "postgresql+asyncpg://u:p@db/app"),
+        ("postgresql+asyncpg://u@db/app", "postgresql+asyncpg://u@db/app"),
+        ("postgresql+psycopg://u@db/app", "postgresql+asyncpg://u@db/app"),
+        ("sqlite:///./x.db", "sqlite+aiosqlite:///./x.db"),
+    ],
+)
+def test_database_urls_are_normalised(given: str, expected: str) -> None:
+    assert normalize_database_url(given) == expected
+    assert Settings(_env_file=None, database_url=given).database_url == expected
+
+
+def test_development_defaults_to_sqlite() -> None:
+    settings = Settings(_env_file=None)
+    assert settings.database_dsn.startswith("sqlite+aiosqlite:///")
+    assert settings.show_health_details is True
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+@pytest.mark.parametrize("database_url", [None, "sqlite:///./x.db"])
+def test_staging_and_production_refuse_missing_or_sqlite_database(
+    monkeypatch: pytest.MonkeyPatch, environment: str, database_url: str | None
+) -> None:
+    monkeypatch.setenv("ENVIRONMENT", environment)
+    monkeypatch.setenv("SECRETS_DIR", "/nonexistent")
+    if database_url is None:
+        monkeypatch.delenv("DATABASE_URL", raising=False)
+    else:
+        monkeypatch.setenv("DATABASE_URL", database_url)
+    with pytest.raises(ConfigurationError, match="DATABASE_URL"):
+        load_settings()
+
+
+def test_production_hides_details_by_default() -> None:
+    settings = Settings(
+        _env_file=None, environment="production", database_url="postgres://u@db/app"
+    )
+    assert settings.show_health_details is False
+
+
+def test_unknown_scheme_is_refused_without_echoing_the_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://root:topsecret@db/app")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert "DATABASE_URL" in str(caught.value)
+    assert "topsecret" not in str(caught.value)
+
+
+def test_secrets_are_read_from_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "database_url").write_text("postgres://from-file@db/app")
+    monkeypatch.setenv("SECRETS_DIR", str(secrets))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert load_settings().database_url == "postgresql+asyncpg://from-file@db/app"
+
+
+def test_bad_configuration_stops_start_up_with_one_line() -> None:
+    env = {**os.environ, "ENVIRONMENT": "production", "SECRETS_DIR": "/nonexistent"}
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "configuration error: DATABASE_URL is required when ENVIRONMENT=production"
+    ]
