@@ -36,7 +36,9 @@ def remove(root: Path, relative: str) -> None:
     elif path.exists():
         path.unlink()
     else:
-        raise FileNotFoundError(f"post_gen_project: {relative} is in FEATURE_FILES but not in the template")
+        raise FileNotFoundError(
+            f"post_gen_project: {relative} is in FEATURE_FILES but not in the template"
+        )
 
 
 def main() -> int:

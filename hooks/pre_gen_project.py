@@ -119,7 +119,9 @@ def check_image(field: str, value: str) -> str | None:
 
 def check_orm(field: str, value: str) -> str | None:
     if value not in SUPPORTED_ORMS:
-        return f"{field}: {value!r} is not supported yet (choose one of: {', '.join(SUPPORTED_ORMS)})"
+        return (
+            f"{field}: {value!r} is not supported yet (choose one of: {', '.join(SUPPORTED_ORMS)})"
+        )
     return None
 
 

@@ -1,0 +1,53 @@
+# cookiecutter-fastapi-uptime: the template's own commands.
+#   make demo   bake the default service and serve it on SQLite at http://127.0.0.1:8000
+#   make test   the template's whole test suite (what CI runs)
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+DEMO_DIR := build/demo
+DEMO_PORT ?= 8000
+# pytest-xdist workers; each bakes and installs the combinations it runs.
+WORKERS ?= 2
+
+.PHONY: help sync demo test lint clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --locked --python $(PYTHON)
+	@touch $@
+
+sync: $(VENV)/.synced ## Install the template's dev tools into .venv
+
+demo: sync ## Bake the default service into build/demo and serve it on SQLite
+	rm -rf $(DEMO_DIR)
+	$(VENV)/bin/cookiecutter --no-input --output-dir $(DEMO_DIR) .
+	cd $(DEMO_DIR)/my-service && \
+	  PY=$$(../../../$(VENV)/bin/python ../../../scripts/find_python.py $$(grep -m1 '^python_version' pyproject.toml | cut -d'"' -f2)) && \
+	  ../../../$(UV) venv --quiet --python "$$PY" .venv && \
+	  ../../../$(UV) pip install --quiet --python .venv/bin/python -e . && \
+	  .venv/bin/alembic upgrade head && \
+	  echo && echo "Serving the demo service on SQLite:" && \
+	  echo "  health report  http://127.0.0.1:$(DEMO_PORT)/health" && \
+	  echo "  readiness      http://127.0.0.1:$(DEMO_PORT)/health/ready" && \
+	  echo "  liveness       http://127.0.0.1:$(DEMO_PORT)/health/live" && \
+	  echo "  API docs       http://127.0.0.1:$(DEMO_PORT)/docs" && echo && \
+	  PORT=$(DEMO_PORT) exec .venv/bin/python -m my_service
+
+test: sync ## Run the template's whole test suite
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(VENV)/bin/pytest -n $(WORKERS) --dist loadgroup
+
+lint: sync ## ruff on the template's own Python (hooks, tests, scripts)
+	$(VENV)/bin/ruff check hooks tests scripts
+	$(VENV)/bin/ruff format --check hooks tests scripts
+
+clean: ## Remove build/, the virtualenvs and caches
+	rm -rf build $(VENV) $(TOOLS) .pytest_cache .ruff_cache

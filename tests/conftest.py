@@ -1,0 +1,172 @@
+"""Fixtures of the template suite: each combination baked once, with its own virtualenv.
+
+Baking and installing are the slow parts, so a combination is baked once per
+session (per xdist worker) and every check runs on that bake. Virtualenvs are
+built with uv, whose package cache is shared by every bake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cookiecutter.main import cookiecutter
+
+from .combinations import COMBINATIONS, IDS, combination_id
+from .services import PrivatePostgres
+
+TEMPLATE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(TEMPLATE / "scripts"))
+from find_python import find_python  # noqa: E402
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip locally when a prerequisite is missing; fail in CI, where it must be present."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@dataclass(frozen=True)
+class Project:
+    """A baked project and its virtualenv."""
+
+    path: Path
+    context: Mapping[str, Any]
+
+    @property
+    def package(self) -> str:
+        return str(self.context["package_name"])
+
+    @property
+    def bin(self) -> Path:
+        return self.path / ".venv" / "bin"
+
+    @property
+    def python(self) -> Path:
+        return self.bin / "python"
+
+    def run(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command from the project's virtualenv in the project folder."""
+        command = [str(self.bin / argv[0]), *argv[1:]]
+        return subprocess.run(
+            command,
+            cwd=self.path,
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+def bake(output_dir: Path, extra_context: Mapping[str, Any]) -> Path:
+    """Bake the template offline into ``output_dir``; returns the project folder."""
+    return Path(
+        cookiecutter(
+            str(TEMPLATE),
+            no_input=True,
+            output_dir=str(output_dir),
+            extra_context=dict(extra_context),
+        )
+    )
+
+
+def install(project: Path, python_version: str) -> None:
+    """Create ``project/.venv`` for ``python_version`` with the project and its dev group."""
+    python = find_python(python_version)
+    require(python is not None, f"no Python {python_version} interpreter on this machine")
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+    env.pop("VIRTUAL_ENV", None)
+    for argv in (
+        ["uv", "venv", "--quiet", "--python", str(python), ".venv"],
+        [
+            "uv",
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            ".venv/bin/python",
+            "-e",
+            ".",
+            "--group",
+            "dev",
+        ],
+    ):
+        result = subprocess.run(
+            argv, cwd=project, env=env, capture_output=True, text=True, timeout=900, check=False
+        )
+        assert result.returncode == 0, f"{' '.join(argv)} failed:\n{result.stderr}"
+
+
+@pytest.fixture(scope="session", params=COMBINATIONS, ids=IDS)
+def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """One baked, installed project per option combination."""
+    combination: dict[str, Any] = request.param
+    path = bake(tmp_path_factory.mktemp("bake"), combination)
+    context = {**_defaults(path), **combination}
+    install(path, str(context["python_version"]))
+    return Project(path=path, context=context)
+
+
+def _defaults(path: Path) -> dict[str, Any]:
+    """Answers a combination leaves at their defaults, as the bake rendered them."""
+    template = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+    package = next(child.name for child in (path / "src").iterdir() if child.is_dir())
+    return {
+        "package_name": package,
+        "project_slug": path.name,
+        "python_version": template["python_version"][0],
+        "orm": template["orm"][0],
+        "use_redis": template["use_redis"],
+    }
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL cluster of the test's own, started; stopped and removed afterwards."""
+    # Not under pytest's tmp folder: that is private to root, and the server runs
+    # as the postgres user.
+    root = Path(tempfile.mkdtemp(prefix="uptime-pg-"))
+    server = PrivatePostgres(root=root)
+    try:
+        server.init()
+    except FileNotFoundError as error:
+        shutil.rmtree(root, ignore_errors=True)
+        require(False, str(error))
+    except subprocess.CalledProcessError as error:
+        shutil.rmtree(root, ignore_errors=True)
+        raise AssertionError(f"initdb failed: {error.stderr}") from error
+    server.start()
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            server.resume()
+        with contextlib.suppress(subprocess.CalledProcessError):
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep each combination's tests on one xdist worker, so it is baked only once."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "project" in callspec.params:
+            item.add_marker(pytest.mark.xdist_group(combination_id(callspec.params["project"])))

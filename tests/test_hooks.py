@@ -1,0 +1,121 @@
+"""Bad answers stop the bake with one line naming the field and the rule, leaving nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cookiecutter.exceptions import FailedHookException
+
+from .conftest import TEMPLATE, bake
+
+# (answers, the field the error must name, a fragment of the rule it must state)
+BAD_ANSWERS: list[tuple[dict[str, Any], str, str]] = [
+    ({"project_slug": "My-Service"}, "project_slug", "DNS-1123"),
+    ({"project_slug": "my service"}, "project_slug", "DNS-1123"),
+    ({"project_slug": "my_service"}, "project_slug", "DNS-1123"),
+    ({"project_slug": "-service"}, "project_slug", "DNS-1123"),
+    ({"project_slug": "service-"}, "project_slug", "DNS-1123"),
+    ({"project_slug": "a" * 64}, "project_slug", "longer than 63"),
+    ({"package_name": "my-service"}, "package_name", "not a Python identifier"),
+    ({"package_name": "class"}, "package_name", "keyword"),
+    ({"package_name": "match"}, "package_name", "keyword"),
+    ({"package_name": "fastapi"}, "package_name", "shadow"),
+    ({"package_name": "sqlalchemy"}, "package_name", "shadow"),
+    ({"package_name": "redis"}, "package_name", "shadow"),
+    ({"package_name": "test"}, "package_name", "shadow"),
+    ({"package_name": "asyncio"}, "package_name", "shadow"),
+    ({"package_name": "MyService"}, "package_name", "lowercase"),
+    ({"status_page_url": "status.example.com"}, "status_page_url", "absolute http(s) URL"),
+    ({"status_page_url": "ftp://status.example.com"}, "status_page_url", "absolute http(s)"),
+    ({"status_page_url": "/status"}, "status_page_url", "absolute http(s) URL"),
+    ({"author_email": "jane"}, "author_email", "not an email address"),
+    ({"author_email": "jane@example"}, "author_email", "not an email address"),
+    ({"author_email": "jane doe@example.com"}, "author_email", "not an email address"),
+    ({"k8s_namespace": "Production"}, "k8s_namespace", "DNS-1123"),
+    ({"k8s_namespace": "prod_ns"}, "k8s_namespace", "DNS-1123"),
+    ({"container_image": "ghcr.io/Example/svc"}, "container_image", "lowercase path"),
+    ({"container_image": "ghcr.io/example/svc:latest"}, "container_image", "without tag"),
+    ({"container_image": "ghcr.io/example/svc@sha256:0f"}, "container_image", "without tag"),
+    ({"container_image": "not an image"}, "container_image", "image repository"),
+    ({"version": "one"}, "version", "PEP 440"),
+    ({"description": 'say "hi"'}, "description", "double quotes"),
+    ({"author_name": "   "}, "author_name", "must not be empty"),
+    ({"project_name": 'The "Best" API'}, "project_name", "double quotes"),
+    ({"orm": "tortoise"}, "orm", "not supported yet"),
+    ({"use_redis": True}, "use_redis", "not supported yet"),
+]
+
+
+def bad_id(case: tuple[dict[str, Any], str, str]) -> str:
+    answers, field, _ = case
+    return f"{field}={answers[field]!r}"[:60]
+
+
+@pytest.mark.parametrize(("answers", "field", "rule"), BAD_ANSWERS, ids=map(bad_id, BAD_ANSWERS))
+def test_bad_answer_stops_the_bake_with_one_line(
+    answers: dict[str, Any],
+    field: str,
+    rule: str,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(FailedHookException):
+        bake(tmp_path, answers)
+    errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"ERROR: {field}: ")
+    assert rule in errors[0]
+    assert list(tmp_path.iterdir()) == [], "a refused bake left files behind"
+
+
+def test_the_cli_exits_non_zero_without_a_traceback_from_the_hook(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cookiecutter",
+            "--no-input",
+            "-o",
+            str(tmp_path),
+            str(TEMPLATE),
+            "project_slug=Bad_Slug",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "ERROR: project_slug: 'Bad_Slug' is not a DNS-1123 label" in output
+    # Cookiecutter 2.7 logs its own "Stopping generation" traceback; none of its
+    # frames may come from our hook (which runs from a temporary copy).
+    frames = [line for line in output.splitlines() if line.strip().startswith('File "')]
+    assert all("/cookiecutter/" in frame for frame in frames), frames
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {"project_name": "Billing API", "author_email": "team+billing@corp.example.org"},
+        {"project_slug": "a" * 63, "package_name": "svc"},
+        {"container_image": "registry.corp.example:5000/team/billing-api"},
+        {"status_page_url": "http://status.internal:8080/page?id=1"},
+        {"description": "Backslash-free, quote-free: fine (really)"},
+    ],
+    ids=["spaces-in-name", "63-char-slug", "registry-with-port", "http-url-with-query", "text"],
+)
+def test_good_answers_bake(answers: dict[str, Any], tmp_path: Path) -> None:
+    project = bake(tmp_path, answers)
+    assert (project / "pyproject.toml").is_file()
+
+
+def test_derived_names_follow_the_project_name(tmp_path: Path) -> None:
+    project = bake(tmp_path, {"project_name": "Billing API"})
+    assert project.name == "billing-api"
+    assert (project / "src" / "billing_api" / "main.py").is_file()
