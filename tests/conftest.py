@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cookiecutter.main import cookiecutter
 
 from .combinations import COMBINATIONS, IDS, combination_id
 from .services import PrivatePostgres
 
-TEMPLATE = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TEMPLATE / "scripts"))
-from find_python import find_python  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from baking import TEMPLATE, install
+from find_python import find_python
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -76,52 +75,17 @@ class Project:
         )
 
 
-def bake(output_dir: Path, extra_context: Mapping[str, Any]) -> Path:
-    """Bake the template offline into ``output_dir``; returns the project folder."""
-    return Path(
-        cookiecutter(
-            str(TEMPLATE),
-            no_input=True,
-            output_dir=str(output_dir),
-            extra_context=dict(extra_context),
-        )
-    )
-
-
-def install(project: Path, python_version: str) -> None:
-    """Create ``project/.venv`` for ``python_version`` with the project and its dev group."""
-    python = find_python(python_version)
-    require(python is not None, f"no Python {python_version} interpreter on this machine")
-    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-    env.pop("VIRTUAL_ENV", None)
-    for argv in (
-        ["uv", "venv", "--quiet", "--python", str(python), ".venv"],
-        [
-            "uv",
-            "pip",
-            "install",
-            "--quiet",
-            "--python",
-            ".venv/bin/python",
-            "-e",
-            ".",
-            "--group",
-            "dev",
-        ],
-    ):
-        result = subprocess.run(
-            argv, cwd=project, env=env, capture_output=True, text=True, timeout=900, check=False
-        )
-        assert result.returncode == 0, f"{' '.join(argv)} failed:\n{result.stderr}"
-
-
 @pytest.fixture(scope="session", params=COMBINATIONS, ids=IDS)
-def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Project:
-    """One baked, installed project per option combination."""
+def project(request: pytest.FixtureRequest, cookies_session: Any) -> Project:
+    """One baked, installed project per option combination (pytest-cookies' session bake)."""
     combination: dict[str, Any] = request.param
-    path = bake(tmp_path_factory.mktemp("bake"), combination)
+    result = cookies_session.bake(extra_context=combination)
+    assert result.exit_code == 0, result.exception
+    path = Path(result.project_path)
     context = {**_defaults(path), **combination}
-    install(path, str(context["python_version"]))
+    python_version = str(context["python_version"])
+    require(find_python(python_version) is not None, f"no Python {python_version} on this machine")
+    install(path, python_version)
     return Project(path=path, context=context)
 
 

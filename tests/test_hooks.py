@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from cookiecutter.exceptions import FailedHookException
 
-from .conftest import TEMPLATE, bake
+from .conftest import TEMPLATE
 
 # (answers, the field the error must name, a fragment of the rule it must state)
 BAD_ANSWERS: list[tuple[dict[str, Any], str, str]] = [
@@ -60,16 +60,20 @@ def test_bad_answer_stops_the_bake_with_one_line(
     answers: dict[str, Any],
     field: str,
     rule: str,
-    tmp_path: Path,
+    cookies: Any,
+    tmpdir: Any,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    with pytest.raises(FailedHookException):
-        bake(tmp_path, answers)
+    result = cookies.bake(extra_context=answers)
+    assert isinstance(result.exception, FailedHookException)
+    assert result.exit_code != 0
     errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR:")]
     assert len(errors) == 1, errors
     assert errors[0].startswith(f"ERROR: {field}: ")
     assert rule in errors[0]
-    assert list(tmp_path.iterdir()) == [], "a refused bake left files behind"
+    left = [path for path in Path(str(tmpdir), "cookies").rglob("*") if not path.is_dir()]
+    assert left == [], "a refused bake left files behind"
+    assert result.project_path is None
 
 
 def test_the_cli_exits_non_zero_without_a_traceback_from_the_hook(tmp_path: Path) -> None:
@@ -110,12 +114,13 @@ def test_the_cli_exits_non_zero_without_a_traceback_from_the_hook(tmp_path: Path
     ],
     ids=["spaces-in-name", "63-char-slug", "registry-with-port", "http-url-with-query", "text"],
 )
-def test_good_answers_bake(answers: dict[str, Any], tmp_path: Path) -> None:
-    project = bake(tmp_path, answers)
-    assert (project / "pyproject.toml").is_file()
+def test_good_answers_bake(answers: dict[str, Any], cookies: Any) -> None:
+    result = cookies.bake(extra_context=answers)
+    assert result.exit_code == 0, result.exception
+    assert (result.project_path / "pyproject.toml").is_file()
 
 
-def test_derived_names_follow_the_project_name(tmp_path: Path) -> None:
-    project = bake(tmp_path, {"project_name": "Billing API"})
-    assert project.name == "billing-api"
-    assert (project / "src" / "billing_api" / "main.py").is_file()
+def test_derived_names_follow_the_project_name(cookies: Any) -> None:
+    result = cookies.bake(extra_context={"project_name": "Billing API"})
+    assert result.project_path.name == "billing-api"
+    assert (result.project_path / "src" / "billing_api" / "main.py").is_file()

@@ -61,10 +61,17 @@ class CachedCheck:
         self._flight: asyncio.Future[CheckResult] | None = None
         self._straggler: asyncio.Task[CheckResult | None] | None = None
 
-    async def result(self) -> CheckResult:
-        """Return a result at most ``cache_ttl`` s old, after waiting at most ``timeout`` s."""
+    def fresh(self) -> CheckResult | None:
+        """The cached result while it is younger than ``cache_ttl`` seconds, else ``None``."""
         if self._cached is not None and time.monotonic() < self._expires_at:
             return self._cached
+        return None
+
+    async def result(self) -> CheckResult:
+        """Return a result at most ``cache_ttl`` s old, after waiting at most ``timeout`` s."""
+        cached = self.fresh()
+        if cached is not None:
+            return cached
         if self._flight is None:
             self._flight = asyncio.ensure_future(self._run())
         # Shielded: a probe that gives up (client gone) must not cancel the shared run.
@@ -121,6 +128,15 @@ def _log_straggler(task: asyncio.Task[CheckResult | None]) -> None:
         logger.debug("timed-out health check %s ended with %r", task.get_name(), task.exception())
 
 
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """An encoded readiness body and the results it was encoded from."""
+
+    results: tuple[CheckResult, ...]
+    body: bytes
+    status: Status
+
+
 class HealthChecks:
     """The service's checks, run concurrently.
 
@@ -134,6 +150,7 @@ class HealthChecks:
         self.timeout = timeout
         self.cache_ttl = cache_ttl
         self._checks: dict[str, CachedCheck] = {}
+        self.last_readiness: Rendered | None = None
         for check in checks:
             self.add(check)
 
@@ -148,5 +165,15 @@ class HealthChecks:
             for cached in self._checks.values()
             if cached.check.readiness or not readiness_only
         ]
-        results = await asyncio.gather(*(cached.result() for cached in selected))
-        return [(cached.check, result) for cached, result in zip(selected, results, strict=True)]
+        results = [cached.fresh() for cached in selected]
+        stale = [index for index, result in enumerate(results) if result is None]
+        if stale:
+            # Only the checks without a fresh result cost a task and a round-trip.
+            observed = await asyncio.gather(*(selected[index].result() for index in stale))
+            for index, result in zip(stale, observed, strict=True):
+                results[index] = result
+        return [
+            (cached.check, result)
+            for cached, result in zip(selected, results, strict=True)
+            if result is not None
+        ]

@@ -17,29 +17,27 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from .checks import HealthChecks
-from .model import HEALTH_MEDIA_TYPE, Status, dump, utcnow, worst
+from .checks import HealthCheck, HealthChecks, Rendered
+from .model import HEALTH_MEDIA_TYPE, CheckResult, Status, dump, utcnow, worst
 
 router = APIRouter(prefix="/health", tags=["health"])
 
 _LIVE_BODY = dump({"status": Status.PASS.value})
 
 
-def _health_response(body: dict[str, Any], status: Status, request: Request) -> Response:
-    if status is Status.FAIL:
-        body["status_page"] = str(request.app.state.settings.status_page_url)
+def _encoded_response(body: bytes, status: Status) -> Response:
     return Response(
-        content=dump(body),
+        content=body,
         status_code=503 if status is Status.FAIL else 200,
         media_type=HEALTH_MEDIA_TYPE,
         headers={"Cache-Control": "no-store"},
     )
 
 
-async def _report(request: Request, *, readiness_only: bool) -> tuple[dict[str, Any], Status]:
-    checks: HealthChecks = request.app.state.health
+def _render(
+    request: Request, results: list[tuple[HealthCheck, CheckResult]]
+) -> tuple[dict[str, Any], Status]:
     show_details: bool = request.app.state.settings.show_health_details
-    results = await checks.run(readiness_only=readiness_only)
     status = worst(result.status for _, result in results)
     rendered: dict[str, list[dict[str, Any]]] = {}
     for check, result in results:
@@ -56,11 +54,7 @@ async def _report(request: Request, *, readiness_only: bool) -> tuple[dict[str, 
     responses={200: {"content": {HEALTH_MEDIA_TYPE: {}}}},
 )
 async def live() -> Response:
-    return Response(
-        content=_LIVE_BODY,
-        media_type=HEALTH_MEDIA_TYPE,
-        headers={"Cache-Control": "no-store"},
-    )
+    return _encoded_response(_LIVE_BODY, Status.PASS)
 
 
 @router.get(
@@ -70,8 +64,23 @@ async def live() -> Response:
     responses={200: {"content": {HEALTH_MEDIA_TYPE: {}}}, 503: {"description": "Not ready"}},
 )
 async def ready(request: Request) -> Response:
-    body, status = await _report(request, readiness_only=True)
-    return _health_response(body, status, request)
+    checks: HealthChecks = request.app.state.health
+    results = await checks.run(readiness_only=True)
+    # Probes arrive far more often than results change: reuse the encoded body
+    # while every result is the same object as when it was encoded.
+    last = checks.last_readiness
+    if (
+        last is not None
+        and len(last.results) == len(results)
+        and all(old is new for old, (_, new) in zip(last.results, results, strict=True))
+    ):
+        return _encoded_response(last.body, last.status)
+    body, status = _render(request, results)
+    if status is Status.FAIL:
+        body["status_page"] = str(request.app.state.settings.status_page_url)
+    encoded = Rendered(tuple(result for _, result in results), dump(body), status)
+    checks.last_readiness = encoded
+    return _encoded_response(encoded.body, encoded.status)
 
 
 @router.get(
@@ -81,7 +90,8 @@ async def ready(request: Request) -> Response:
     responses={200: {"content": {HEALTH_MEDIA_TYPE: {}}}, 503: {"description": "Failing"}},
 )
 async def health(request: Request) -> Response:
-    body, status = await _report(request, readiness_only=False)
+    checks: HealthChecks = request.app.state.health
+    body, status = _render(request, await checks.run(readiness_only=False))
     started_at: float = request.app.state.started_at
     uptime = {
         "componentType": "system",
@@ -99,4 +109,6 @@ async def health(request: Request) -> Response:
         "checks": {"uptime": [uptime], **body["checks"]},
         "links": {"status": str(request.app.state.settings.status_page_url)},
     }
-    return _health_response(report, status, request)
+    if status is Status.FAIL:
+        report["status_page"] = str(request.app.state.settings.status_page_url)
+    return _encoded_response(dump(report), status)

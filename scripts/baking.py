@@ -1,0 +1,60 @@
+"""Bake the template and install a baked project: shared by the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cookiecutter.main import cookiecutter
+from find_python import find_python
+
+TEMPLATE = Path(__file__).resolve().parent.parent
+
+
+def bake(output_dir: Path, extra_context: Mapping[str, Any]) -> Path:
+    """Bake the template offline into ``output_dir``; returns the project folder.
+
+    Raises:
+        cookiecutter.exceptions.FailedHookException: an answer was refused.
+    """
+    return Path(
+        cookiecutter(
+            str(TEMPLATE),
+            no_input=True,
+            output_dir=str(output_dir),
+            extra_context=dict(extra_context),
+        )
+    )
+
+
+class InstallError(RuntimeError):
+    """A baked project's virtualenv could not be built; the message holds uv's output."""
+
+
+def install(project: Path, python_version: str, groups: Sequence[str] = ("dev",)) -> Path:
+    """Create ``project/.venv`` for ``python_version`` with the project and ``groups``.
+
+    uv's package cache is shared by every bake. Returns the virtualenv's python.
+
+    Raises:
+        InstallError: no interpreter of that version, or uv failed.
+    """
+    python = find_python(python_version)
+    if python is None:
+        raise InstallError(f"no Python {python_version} interpreter on this machine")
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+    env.pop("VIRTUAL_ENV", None)
+    group_args = [arg for group in groups for arg in ("--group", group)]
+    for argv in (
+        ["uv", "venv", "--quiet", "--python", python, ".venv"],
+        ["uv", "pip", "install", "--quiet", "--python", ".venv/bin/python", "-e", ".", *group_args],
+    ):
+        result = subprocess.run(
+            argv, cwd=project, env=env, capture_output=True, text=True, timeout=900, check=False
+        )
+        if result.returncode != 0:
+            raise InstallError(f"{' '.join(argv)} failed:\n{result.stderr}")
+    return project / ".venv" / "bin" / "python"
