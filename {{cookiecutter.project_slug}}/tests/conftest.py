@@ -1,4 +1,5 @@
-"""Shared fixtures: a throwaway PostgreSQL database per session, apps and clients.
+"""Shared fixtures: a throwaway PostgreSQL database per session, apps and clients, and
+a real HTTP server on loopback standing in for heartbeat monitors.
 
 ``TEST_DATABASE_URL`` is an admin URL (default
 ``postgresql://postgres@127.0.0.1:5432/postgres``); the session creates a database
@@ -10,16 +11,20 @@ not answer, its tests are skipped locally and fail when ``CI=true``.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
+import re
 import socket
 import sys
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from pytest_httpserver import HTTPServer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
@@ -138,3 +143,43 @@ def blackhole_port() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         sock.listen(64)
         yield sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def monitor_server() -> Iterator[HTTPServer]:
+    """A real HTTP server on loopback standing in for heartbeat monitors, for the session.
+
+    Threaded: a handler that sleeps (a slow monitor) must not hold up other pings.
+    """
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+@pytest.fixture
+def monitor(monitor_server: HTTPServer) -> HTTPServer:
+    """The monitor server, emptied, answering ``200 OK`` to every ``/ping/...`` request.
+
+    Add ``expect_oneshot_request`` handlers to fail some pings: they take precedence.
+    """
+    monitor_server.clear()
+    monitor_server.expect_request(re.compile(r"^/ping/")).respond_with_data("OK")
+    return monitor_server
+
+
+async def wait_until(
+    condition: Callable[[], bool | Awaitable[bool]], *, within: float, message: str
+) -> None:
+    """Poll ``condition`` (sync or async) every 20 ms until true; fail after ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        outcome = condition()
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        if outcome:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within} s: {message}")
+        await asyncio.sleep(0.02)

@@ -94,3 +94,22 @@ def test_bad_configuration_stops_start_up_with_one_line() -> None:
     assert result.stderr.strip().splitlines() == [
         "configuration error: DATABASE_URL is required when ENVIRONMENT=production"
     ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SCHEDULER_LEADER_RETRY_INTERVAL", "60"),
+        ("SCHEDULER_SHUTDOWN_TIMEOUT", "-1"),
+        ("HEARTBEAT_PROTOCOL", "pagerduty"),
+        ("HEARTBEAT_TIMEOUT", "0"),
+        ("ITEMS_RETENTION_DAYS", "0"),
+    ],
+)
+def test_scheduler_and_heartbeat_settings_are_validated(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv("SECRETS_DIR", "/nonexistent")
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError, match=f"^{variable}: "):
+        load_settings()

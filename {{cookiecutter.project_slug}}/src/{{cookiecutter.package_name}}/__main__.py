@@ -1,22 +1,40 @@
-"""``python -m {{ cookiecutter.package_name }}``: serve the API on ``HOST``:``PORT``."""
+"""``python -m {{ cookiecutter.package_name }}``: serve the API, or operate the scheduled jobs.
+
+- ``python -m {{ cookiecutter.package_name }} [serve]``: serve on ``HOST``:``PORT``.
+- ``python -m {{ cookiecutter.package_name }} jobs list``: the jobs, their next fire and heartbeat.
+- ``python -m {{ cookiecutter.package_name }} jobs run <job_id>``: run one job now; exit 1 if it fails.
+
+Exit status 2 for a configuration error, with one line naming the setting.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 import uvicorn
 
+from .scheduling import default_jobs
+from .scheduling.cli import add_jobs_command, jobs_command
 from .settings import ConfigurationError, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the process exit status."""
     parser = argparse.ArgumentParser(prog="python -m {{ cookiecutter.package_name }}")
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve"])
-    parser.parse_args(argv)
+    commands = parser.add_subparsers(dest="command", metavar="{serve,jobs}")
+    commands.add_parser("serve", help="serve the API on HOST:PORT (the default)")
+    add_jobs_command(commands)
+    args = parser.parse_args(argv)
     try:
         settings = load_settings()
+        if args.command == "jobs":
+            logging.basicConfig(
+                level=settings.log_level.upper(),
+                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            )
+            return jobs_command(args, settings=settings, jobs=default_jobs())
     except ConfigurationError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2

@@ -2,8 +2,8 @@
 
 ``uvicorn {{ cookiecutter.package_name }}.main:app`` serves the app built from the
 environment. Nothing is created at import time: ``app`` is built on first access,
-and engines, pools and checks are started by the lifespan, so tests build their
-own app with ``create_app(Settings(...))``.
+and engines, pools, checks and the job scheduler are started by the lifespan, so
+tests build their own app with ``create_app(Settings(...), jobs=...)``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,11 @@ from .errors import install_error_handlers
 from .health import HealthChecks
 from .health import router as health_router
 from .items.router import router as items_router
+from .metrics import HttpMetrics, Metrics
+from .metrics import router as metrics_router
+from .scheduling import JobRegistry, default_jobs
+from .scheduling.heartbeat import resolve_targets
+from .scheduling.scheduler import JobScheduler
 from .settings import ConfigurationError, Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -45,22 +50,41 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             timeout=settings.health_check_timeout,
             cache_ttl=settings.health_cache_ttl,
         )
+
+        # After the engine and the checks exist; stopped before the engine is disposed:
+        # runs in flight drain, then the leader lock is released.
+        scheduler = JobScheduler(
+            jobs=app.state.jobs,
+            settings=settings,
+            sessionmaker=app.state.sessionmaker,
+            metrics=app.state.metrics,
+            targets=app.state.heartbeat_targets,
+        )
+        for check in scheduler.health_checks():
+            app.state.health.add(check)
+        app.state.scheduler = scheduler
+        stack.push_async_callback(scheduler.stop)
+        await scheduler.start()
+
         app.state.started_at = time.monotonic()
         logger.info("started %s %s (%s)", SERVICE_ID, __version__, settings.environment.value)
         yield
         logger.info("stopping %s", SERVICE_ID)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = None) -> FastAPI:
     """Build the application.
 
     Args:
         settings: configuration; read from the environment when omitted.
+        jobs: the scheduled jobs; those of ``scheduling/jobs.py`` when omitted.
 
     Raises:
-        ConfigurationError: ``settings`` omitted and the environment is invalid.
+        ConfigurationError: ``settings`` omitted and the environment is invalid, or a
+            job's ``<JOB_ID>_HEARTBEAT_URL`` / ``<JOB_ID>_HEARTBEAT_PROTOCOL`` is.
     """
     settings = settings if settings is not None else load_settings()
+    jobs = jobs if jobs is not None else default_jobs()
     app = FastAPI(
         title="{{ cookiecutter.project_name }}",
         description="{{ cookiecutter.description }}",
@@ -70,13 +94,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.service_id = SERVICE_ID
     app.state.started_at = time.monotonic()
+    app.state.jobs = jobs
+    # Read at registration: the URLs are secrets, kept out of Settings and its repr.
+    app.state.heartbeat_targets = resolve_targets(
+        (job.id for job in jobs), settings.heartbeat_protocol
+    )
+    app.state.metrics = Metrics()
     install_error_handlers(
         app,
         status_page_url=str(settings.status_page_url),
         retry_after=settings.retry_after,
         unavailable_errors=DATABASE_UNAVAILABLE_ERRORS,
     )
+    app.add_middleware(HttpMetrics, metrics=app.state.metrics)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(items_router)
     return app
 

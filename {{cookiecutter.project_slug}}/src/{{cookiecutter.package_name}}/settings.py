@@ -2,7 +2,8 @@
 
 Every setting is an upper-case environment variable of the same name; secrets may
 also be files in ``SECRETS_DIR`` (one file per setting, as Kubernetes mounts a
-Secret). Durations are in seconds.
+Secret). Durations are in seconds. Settings whose names depend on the jobs
+(``<JOB_ID>_HEARTBEAT_URL``) are read by ``runtime_setting`` from the same sources.
 """
 
 from __future__ import annotations
@@ -12,17 +13,27 @@ import os
 from pathlib import Path
 from typing import Self
 
+from dotenv import dotenv_values
 from pydantic import Field, HttpUrl, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./{{ cookiecutter.package_name }}.db"
 DEFAULT_SECRETS_DIR = "/run/secrets/{{ cookiecutter.project_slug }}"
+ENV_FILE = ".env"
 
 
 class Environment(enum.StrEnum):
     DEVELOPMENT = "development"
     STAGING = "staging"
     PRODUCTION = "production"
+
+
+class HeartbeatProtocol(enum.StrEnum):
+    """How a job's heartbeat monitor is pinged (see ``scheduling/heartbeat.py``)."""
+
+    HEALTHCHECKS = "healthchecks"
+    UPTIME_KUMA = "uptime-kuma"
+    PLAIN = "plain"
 
 
 class ConfigurationError(Exception):
@@ -52,7 +63,7 @@ class Settings(BaseSettings):
     """Typed settings; see ``.env.example`` for every variable with its default."""
 
     model_config = SettingsConfigDict(
-        env_file=".env",
+        env_file=ENV_FILE,
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
@@ -75,6 +86,19 @@ class Settings(BaseSettings):
     health_check_timeout: float = Field(default=1.0, gt=0)
     health_cache_ttl: float = Field(default=1.0, ge=0)
     health_show_details: bool | None = None
+
+    scheduler_enabled: bool = True
+    scheduler_misfire_grace_time: int = Field(default=60, ge=1)
+    scheduler_shutdown_timeout: float = Field(default=20.0, ge=0)
+    # A follower takes over at most this long after the leader's session ends; the
+    # bound keeps a takeover within 30 s even after a host failure (see leader.py).
+    scheduler_leader_retry_interval: float = Field(default=5.0, gt=0, le=10)
+
+    heartbeat_protocol: HeartbeatProtocol = HeartbeatProtocol.HEALTHCHECKS
+    heartbeat_timeout: float = Field(default=10.0, gt=0)
+    heartbeat_retries: int = Field(default=2, ge=0, le=10)
+
+    items_retention_days: int = Field(default=30, ge=1)
 
     @field_validator("database_url")
     @classmethod
@@ -128,6 +152,28 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as error:
         raise ConfigurationError(_describe(error)) from None
+
+
+def runtime_setting(name: str) -> str | None:
+    """Return the setting ``name`` whose name is only known at run time, or ``None``.
+
+    Used for per-job settings such as ``NIGHTLY_CLEANUP_HEARTBEAT_URL``. The sources
+    and their order are those of ``Settings``: the environment, then ``.env``, then
+    a file named ``name`` (or its lower-case form) in ``SECRETS_DIR``. Blank values
+    count as unset.
+    """
+    value = os.environ.get(name)
+    if value is None and Path(ENV_FILE).is_file():
+        value = dotenv_values(ENV_FILE).get(name)
+    if value is None:
+        secrets_dir = Path(os.environ.get("SECRETS_DIR", DEFAULT_SECRETS_DIR))
+        for candidate in (secrets_dir / name, secrets_dir / name.lower()):
+            if candidate.is_file():
+                value = candidate.read_text(encoding="utf-8")
+                break
+    if value is None or not value.strip():
+        return None
+    return value.strip()
 
 
 def _describe(error: ValidationError) -> str:

@@ -1,0 +1,145 @@
+"""Prometheus metrics of one app, served at ``GET /metrics``.
+
+Each app owns a ``CollectorRegistry`` rather than prometheus-client's global one, so
+that several apps in one process (tests, or an app per worker in a supervisor) never
+collide with "Duplicated timeseries". With ``uvicorn --workers N`` each worker
+exposes its own series; scrape the pods, not a load balancer, or sum by pod.
+
+Series:
+
+- ``job_runs_total{job,outcome}``: finished runs; ``outcome`` is ``success``,
+  ``failure`` or ``cancelled`` (a run cancelled at shutdown).
+- ``job_duration_seconds{job}``: histogram of the durations of succeeded and failed runs.
+- ``job_last_success_timestamp_seconds{job}``: Unix time of the last success.
+- ``heartbeat_pings_total{job,outcome}``: heartbeat pings; ``outcome`` is ``success``,
+  ``failure`` (after every retry) or ``dropped`` (too many pings already pending).
+- ``http_requests_total{method,route,status}`` and
+  ``http_request_duration_seconds{method,route,status}``: requests by route template
+  (``/items/{item_id}``, not the raw path, so cardinality stays bounded).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+JOB_OUTCOMES = ("success", "failure", "cancelled")
+PING_OUTCOMES = ("success", "failure", "dropped")
+# Scheduled jobs run from milliseconds to hours; HTTP requests use the library default.
+JOB_DURATION_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600)
+# Label value for requests that matched no route, so random paths add no series.
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+class Metrics:
+    """The service's metrics, registered on ``registry`` (a new one when omitted)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.job_runs = Counter(
+            "job_runs_total", "Finished job runs.", ["job", "outcome"], registry=self.registry
+        )
+        self.job_duration = Histogram(
+            "job_duration_seconds",
+            "Duration of succeeded and failed job runs, in seconds.",
+            ["job"],
+            buckets=JOB_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.job_last_success = Gauge(
+            "job_last_success_timestamp_seconds",
+            "Unix time of the last successful run of the job.",
+            ["job"],
+            registry=self.registry,
+        )
+        self.heartbeat_pings = Counter(
+            "heartbeat_pings_total",
+            "Heartbeat pings by outcome.",
+            ["job", "outcome"],
+            registry=self.registry,
+        )
+        self.http_requests = Counter(
+            "http_requests_total",
+            "HTTP requests by method, route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_request_duration = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency by method, route template and status, in seconds.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+
+    def declare_jobs(self, job_ids: Iterable[str]) -> None:
+        """Create every job series at zero, so ``increase()`` and alerts see the first run."""
+        for job_id in job_ids:
+            for outcome in JOB_OUTCOMES:
+                self.job_runs.labels(job_id, outcome)
+            for outcome in PING_OUTCOMES:
+                self.heartbeat_pings.labels(job_id, outcome)
+            self.job_duration.labels(job_id)
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text exposition format."""
+        return generate_latest(self.registry)
+
+
+class HttpMetrics:
+    """Pure ASGI middleware counting requests and their latency by route template.
+
+    The router stores the matched route in ``scope["route"]``; its ``path`` is the
+    template. A request that raises counts as a 500, as the error middleware answers.
+    """
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_observe(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_observe)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
+            labels = (scope["method"], route, str(status))
+            self.metrics.http_requests.labels(*labels).inc()
+            self.metrics.http_request_duration.labels(*labels).observe(
+                time.perf_counter() - started
+            )
+
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+)
+async def metrics(request: Request) -> Response:
+    registry: Metrics = request.app.state.metrics
+    return Response(content=registry.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,119 @@
+"""``python -m {{ cookiecutter.package_name }} jobs list`` and ``jobs run <job_id>``.
+
+For operators, e.g. through ``kubectl exec``. ``jobs run`` goes through the same
+wrapper as a scheduled run (heartbeat pings, job state, metrics) and exits 1 when
+the job fails. It does not take the leader lock: it is an explicit request to run
+now, whatever the scheduler is doing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from ..db import create_engine
+from ..metrics import Metrics
+from ..settings import Settings
+from .heartbeat import Heartbeat, resolve_targets
+from .registry import JobRegistry
+from .runner import JobRunner, RunOutcome
+from .state import JobStates
+
+
+def add_jobs_command(commands: Any) -> None:
+    """Add ``jobs list`` and ``jobs run <job_id>`` to argparse ``commands`` (subparsers)."""
+    jobs = commands.add_parser("jobs", help="list the scheduled jobs, or run one now")
+    actions = jobs.add_subparsers(dest="jobs_command", required=True, metavar="{list,run}")
+    actions.add_parser("list", help="list the jobs: trigger, grace time, next fire, heartbeat")
+    run = actions.add_parser("run", help="run one job now through the heartbeat wrapper")
+    run.add_argument("job_id")
+
+
+def jobs_command(
+    args: argparse.Namespace, *, settings: Settings, jobs: JobRegistry, out: TextIO | None = None
+) -> int:
+    """Run the parsed ``jobs`` command; returns the exit status.
+
+    Writes the result to ``out`` (standard output when omitted). Exit status: 0 on
+    success, 1 when the job failed, 2 for an unknown job id.
+
+    Raises:
+        ConfigurationError: a job's heartbeat URL or protocol is invalid.
+    """
+    out = out if out is not None else sys.stdout
+    if args.jobs_command == "list":
+        return list_jobs(jobs, settings=settings, out=out)
+    if args.job_id not in jobs:
+        known = ", ".join(job.id for job in jobs) or "none"
+        print(f"unknown job {args.job_id!r}; jobs: {known}", file=sys.stderr)
+        return 2
+    outcome = asyncio.run(run_job(args.job_id, jobs=jobs, settings=settings))
+    print(f"{args.job_id}: {outcome.value}", file=out)
+    return 0 if outcome is RunOutcome.SUCCESS else 1
+
+
+def list_jobs(jobs: JobRegistry, *, settings: Settings, out: TextIO) -> int:
+    """Print one line per job: id, trigger, grace (s), next fire (UTC), heartbeat.
+
+    The heartbeat column shows the protocol and the redacted URL, never the token.
+    """
+    targets = resolve_targets((job.id for job in jobs), settings.heartbeat_protocol)
+    now = datetime.now(UTC)
+    rows = [("JOB", "TRIGGER", "GRACE", "NEXT FIRE (UTC)", "HEARTBEAT")]
+    for job in jobs:
+        next_fire = job.trigger.get_next_fire_time(None, now)
+        target = targets[job.id]
+        heartbeat = (
+            f"{target.protocol.value} {target.redacted}"
+            if target is not None
+            else f"none (set {job.id.upper()}_HEARTBEAT_URL)"
+        )
+        rows.append(
+            (
+                job.id,
+                str(job.trigger),
+                f"{job.grace.total_seconds():g} s",
+                next_fire.astimezone(UTC).isoformat(timespec="seconds") if next_fire else "-",
+                heartbeat,
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]), file=out)
+    return 0
+
+
+async def run_job(job_id: str, *, jobs: JobRegistry, settings: Settings) -> RunOutcome:
+    """Run ``job_id`` once through the wrapper, then wait for its heartbeat pings.
+
+    Raises:
+        KeyError: no such job.
+        ConfigurationError: a job's heartbeat URL or protocol is invalid.
+    """
+    targets = resolve_targets((job.id for job in jobs), settings.heartbeat_protocol)
+    engine = create_engine(settings)
+    metrics = Metrics()
+    heartbeat = Heartbeat(
+        metrics=metrics, timeout=settings.heartbeat_timeout, retries=settings.heartbeat_retries
+    )
+    runner = JobRunner(
+        jobs=jobs,
+        targets=targets,
+        heartbeat=heartbeat,
+        states=JobStates(job.id for job in jobs),
+        metrics=metrics,
+        settings=settings,
+        sessionmaker=async_sessionmaker(engine, expire_on_commit=False),
+    )
+    try:
+        return await runner.run(job_id)
+    finally:
+        await heartbeat.drain(None)
+        await heartbeat.aclose()
+        await engine.dispose()

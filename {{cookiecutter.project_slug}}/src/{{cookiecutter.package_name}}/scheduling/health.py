@@ -1,0 +1,157 @@
+"""Job health in ``/health``: the ``scheduler`` check and one check per job.
+
+None of them gates ``/health/ready``: readiness is about serving traffic, and a
+failing job is no reason to take a replica out of the load balancer.
+
+A job's check (key ``<job_id>:lastSuccess``, observed value: seconds since the last
+success) on the leader:
+
+- ``fail`` when the job is overdue: the earliest fire not followed by a success
+  is more than the job's grace time in the past. That covers a job that hangs,
+  keeps failing, or silently stopped being fired (its next run time passed
+  without a fire).
+- ``fail`` after ``FAILURES_TO_FAIL`` failed runs in a row.
+- ``warn`` after a failed run while still within the grace time.
+- ``pass`` otherwise, and always on a follower: it does not run the jobs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ..health import CheckResult, HealthCheck, Status
+from ..health.model import utcnow
+from .registry import Job
+from .state import JobState
+
+if TYPE_CHECKING:
+    from .scheduler import JobScheduler
+
+FAILURES_TO_FAIL = 2
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def assess_job(
+    state: JobState, *, grace: timedelta, now: datetime, leader: bool = True
+) -> CheckResult:
+    """Judge one job at ``now`` (aware UTC) from its state; see the module docstring.
+
+    The result's extra fields give the state: ``lastStart``, ``lastSuccess``,
+    ``lastFailure``, ``nextRunTime`` (ISO 8601), ``consecutiveFailures``,
+    ``lastDurationSeconds``, ``graceSeconds`` and ``running``. The last error type
+    is in ``output``, shown only with ``HEALTH_SHOW_DETAILS`` like all error text.
+    """
+    extra: dict[str, Any] = {
+        "lastStart": _iso(state.last_start),
+        "lastSuccess": _iso(state.last_success),
+        "lastFailure": _iso(state.last_failure),
+        "consecutiveFailures": state.consecutive_failures,
+        "nextRunTime": _iso(state.next_run_time),
+        "lastDurationSeconds": state.last_duration,
+        "graceSeconds": grace.total_seconds(),
+        "running": state.running > 0,
+    }
+    age = None
+    if state.last_success is not None:
+        age = round((now - state.last_success).total_seconds(), 3)
+
+    def result(status: Status, output: str | None = None) -> CheckResult:
+        unit = "s" if age is not None else None
+        return CheckResult(
+            status, observed_value=age, observed_unit=unit, output=output, time=now, extra=extra
+        )
+
+    if not leader:
+        return result(Status.PASS, "runs on the scheduler leader, not in this process")
+    due = state.due_since
+    if due is None and state.next_run_time is not None and state.next_run_time <= now:
+        due = state.next_run_time  # a fire the scheduler has not made
+    if due is not None and now > due + grace:
+        return result(
+            Status.FAIL,
+            f"overdue: no success since the fire at {due.isoformat()} "
+            f"and its grace of {grace.total_seconds():g} s",
+        )
+    if state.consecutive_failures >= FAILURES_TO_FAIL:
+        return result(
+            Status.FAIL,
+            f"failed {state.consecutive_failures} runs in a row, last with {state.last_error_type}",
+        )
+    if state.consecutive_failures:
+        return result(Status.WARN, f"last run failed with {state.last_error_type}")
+    return result(Status.PASS)
+
+
+def assess_scheduler(scheduler: JobScheduler) -> CheckResult:
+    """``fail`` when this process should run the scheduler and does not.
+
+    Observed value: ``leader``, ``follower`` or ``disabled``; extra field ``leader``.
+    A follower warns while it cannot reach the database to try the lock (it could
+    not take over), and fails when its campaign for the lock has stopped.
+    """
+    if not scheduler.enabled:
+        return CheckResult(Status.PASS, observed_value="disabled", extra={"leader": False})
+    leader = scheduler.is_leader
+    if leader or scheduler.lock is None:
+        if scheduler.running:
+            return CheckResult(
+                Status.PASS,
+                observed_value="leader",
+                extra={"leader": True, "jobs": len(scheduler.jobs)},
+            )
+        return CheckResult(
+            Status.FAIL,
+            observed_value="leader" if leader else "stopped",
+            output="this process should run the scheduler but it is not running",
+            extra={"leader": leader},
+        )
+    if not scheduler.campaigning:
+        return CheckResult(
+            Status.FAIL,
+            observed_value="follower",
+            output="this process stopped trying to take the scheduler leader lock",
+            extra={"leader": False},
+        )
+    if scheduler.lock.last_error is not None:
+        return CheckResult(
+            Status.WARN,
+            observed_value="follower",
+            output=f"cannot try the scheduler leader lock: {scheduler.lock.last_error}",
+            extra={"leader": False},
+        )
+    return CheckResult(Status.PASS, observed_value="follower", extra={"leader": False})
+
+
+def scheduler_check(scheduler: JobScheduler) -> HealthCheck:
+    """The ``scheduler`` check (``/health`` only, never cached)."""
+
+    async def run() -> CheckResult:
+        return assess_scheduler(scheduler)
+
+    return HealthCheck(
+        key="scheduler", component_type="component", run=run, readiness=False, cacheable=False
+    )
+
+
+def job_check(scheduler: JobScheduler, job: Job) -> HealthCheck:
+    """The ``<job_id>:lastSuccess`` check of ``job`` (``/health`` only, never cached)."""
+
+    async def run() -> CheckResult:
+        return assess_job(
+            scheduler.states[job.id],
+            grace=job.grace,
+            now=utcnow(),
+            leader=scheduler.is_leader,
+        )
+
+    return HealthCheck(
+        key=f"{job.id}:lastSuccess",
+        component_type="job",
+        run=run,
+        readiness=False,
+        cacheable=False,
+    )

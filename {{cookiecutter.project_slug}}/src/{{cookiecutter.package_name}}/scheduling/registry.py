@@ -1,0 +1,144 @@
+"""The job registry: ``@scheduled(job_id, trigger, grace=...)`` and what a job receives.
+
+Declaring a job is the whole contract: the decorator gives it heartbeats, metrics,
+a ``/health`` check and exactly-once runs across replicas. The service's jobs are
+declared in ``jobs.py`` on the default registry ``JOBS``; tests build their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from apscheduler.triggers.base import BaseTrigger
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ..settings import Settings
+
+# Job ids become environment variable names (``<JOB_ID>_HEARTBEAT_URL``) and metric labels.
+JOB_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a job receives for one run.
+
+    ``scheduled_at`` is the fire time the scheduler ran it for (UTC), or ``None`` when
+    an operator ran it by hand (``jobs run``). ``run_id`` is also the heartbeat's
+    ``rid``, so the monitor's events and the service's logs can be matched.
+    """
+
+    job_id: str
+    run_id: uuid.UUID
+    scheduled_at: datetime | None
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+
+JobFunction = Callable[[JobContext], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A declared job.
+
+    ``trigger`` is an APScheduler 3 trigger (``CronTrigger``, ``IntervalTrigger``...).
+    ``grace`` is how late a success may come after a fire before ``/health`` fails
+    the job; give the heartbeat monitor the same grace time.
+    """
+
+    id: str
+    func: JobFunction
+    trigger: Any = field(compare=False)
+    grace: timedelta
+
+    @property
+    def description(self) -> str:
+        """The first line of the job function's docstring."""
+        return (self.func.__doc__ or "").strip().split("\n", 1)[0]
+
+
+class JobRegistry:
+    """The jobs of one service, in declaration order.
+
+    ``name`` identifies the set of jobs that must run once across replicas: the
+    leader lock key is derived from it (``lock_key``).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._jobs: dict[str, Job] = {}
+
+    @property
+    def lock_key(self) -> int:
+        """The PostgreSQL advisory lock key of this registry: a signed 64-bit integer.
+
+        Derived from ``name`` with BLAKE2b so that it is stable across releases and
+        processes, and distinct for two services sharing a database.
+        """
+        digest = hashlib.blake2b(f"{self.name}:scheduler".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big", signed=True)
+
+    def add(self, job: Job) -> None:
+        """Register ``job``.
+
+        Raises:
+            ValueError: the id is not lower-case ``[a-z][a-z0-9_]*`` (at most 63
+                characters), is already registered, the trigger is not an
+                APScheduler trigger, or ``grace`` is not positive.
+        """
+        if not JOB_ID.match(job.id):
+            raise ValueError(f"job id {job.id!r} must match {JOB_ID.pattern}")
+        if job.id in self._jobs:
+            raise ValueError(f"job id {job.id!r} is already registered")
+        if not isinstance(job.trigger, BaseTrigger):
+            raise ValueError(f"job {job.id!r}: trigger must be an APScheduler trigger")
+        if job.grace <= timedelta(0):
+            raise ValueError(f"job {job.id!r}: grace must be positive")
+        self._jobs[job.id] = job
+
+    def scheduled(
+        self, job_id: str, trigger: Any, *, grace: timedelta
+    ) -> Callable[[JobFunction], JobFunction]:
+        """Decorator registering an ``async def job(context: JobContext) -> None``.
+
+        Example, with ``scheduled = JOBS.scheduled``::
+
+            @scheduled("nightly_cleanup", CronTrigger(hour=2), grace=timedelta(hours=1))
+            async def nightly_cleanup(context: JobContext) -> None: ...
+
+        Raises:
+            ValueError: as ``add``.
+        """
+
+        def register(func: JobFunction) -> JobFunction:
+            self.add(Job(id=job_id, func=func, trigger=trigger, grace=grace))
+            return func
+
+        return register
+
+    def get(self, job_id: str) -> Job:
+        """The job ``job_id``.
+
+        Raises:
+            KeyError: no such job.
+        """
+        return self._jobs[job_id]
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._jobs
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(self._jobs.values())
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+
+JOBS = JobRegistry("{{ cookiecutter.project_slug }}")
+scheduled = JOBS.scheduled

@@ -1,0 +1,420 @@
+"""The run wrapper and its heartbeat pings, against a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from apscheduler.triggers.interval import IntervalTrigger
+from pytest_httpserver import HTTPServer
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from werkzeug import Request, Response
+
+from {{ cookiecutter.package_name }}.metrics import Metrics
+from {{ cookiecutter.package_name }}.scheduling import JobContext, JobRegistry
+from {{ cookiecutter.package_name }}.scheduling.heartbeat import (
+    FAILURE_BODY_LIMIT,
+    Heartbeat,
+    HeartbeatTarget,
+    resolve_targets,
+)
+from {{ cookiecutter.package_name }}.scheduling.runner import JobRunner, RunOutcome
+from {{ cookiecutter.package_name }}.scheduling.state import JobStates
+from {{ cookiecutter.package_name }}.settings import ConfigurationError, HeartbeatProtocol, Settings
+
+from .conftest import wait_until
+
+HOURLY = IntervalTrigger(hours=1)
+GRACE = timedelta(minutes=5)
+
+
+def target(
+    url: str, protocol: HeartbeatProtocol = HeartbeatProtocol.HEALTHCHECKS
+) -> HeartbeatTarget:
+    return HeartbeatTarget(url=httpx.URL(url), protocol=protocol)
+
+
+@asynccontextmanager
+async def wrapper(
+    jobs: JobRegistry,
+    targets: Mapping[str, HeartbeatTarget | None],
+    *,
+    ping_timeout: float = 2.0,
+    retries: int = 1,
+) -> AsyncIterator[tuple[JobRunner, Metrics]]:
+    """A runner as the scheduler builds it, with a 10 ms retry backoff."""
+    metrics = Metrics()
+    heartbeat = Heartbeat(metrics=metrics, timeout=ping_timeout, retries=retries, backoff=0.01)
+    runner = JobRunner(
+        jobs=jobs,
+        targets=targets,
+        heartbeat=heartbeat,
+        states=JobStates(job.id for job in jobs),
+        metrics=metrics,
+        settings=Settings(_env_file=None),
+        sessionmaker=async_sessionmaker(),
+    )
+    try:
+        yield runner, metrics
+    finally:
+        await heartbeat.drain(None)
+        await heartbeat.aclose()
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def requests_of(server: HTTPServer) -> list[Request]:
+    return [request for request, _ in server.log]
+
+
+async def test_healthchecks_start_and_success_pings_share_the_run_id(monitor: HTTPServer) -> None:
+    jobs = JobRegistry("test")
+    run_ids: list[uuid.UUID] = []
+
+    @jobs.scheduled("nightly", HOURLY, grace=GRACE)
+    async def nightly(context: JobContext) -> None:
+        run_ids.append(context.run_id)
+        await asyncio.sleep(0.05)
+
+    targets = {"nightly": target(monitor.url_for("/ping/check-uuid"))}
+    async with wrapper(jobs, targets) as (runner, metrics):
+        assert await runner.run("nightly") is RunOutcome.SUCCESS
+        await runner.heartbeat.drain(None)
+
+    (run_id,) = run_ids
+    sent = [(r.method, r.path, r.args.get("rid")) for r in requests_of(monitor)]
+    assert sent == [
+        ("GET", "/ping/check-uuid/start", str(run_id)),
+        ("GET", "/ping/check-uuid", str(run_id)),
+    ]
+    assert sample(metrics, "heartbeat_pings_total", job="nightly", outcome="success") == 2
+    assert sample(metrics, "job_runs_total", job="nightly", outcome="success") == 1
+    assert sample(metrics, "job_duration_seconds_count", job="nightly") == 1
+    assert (sample(metrics, "job_duration_seconds_sum", job="nightly") or 0) >= 0.05
+    assert (sample(metrics, "job_last_success_timestamp_seconds", job="nightly") or 0) > 0
+
+
+async def test_uptime_kuma_gets_up_with_the_duration_and_down_with_the_error_type(
+    monitor: HTTPServer,
+) -> None:
+    jobs = JobRegistry("test")
+    runs = 0
+
+    @jobs.scheduled("report", HOURLY, grace=GRACE)
+    async def report(context: JobContext) -> None:
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(0.05)
+        if runs == 2:
+            raise ConnectionResetError("peer went away")
+
+    # The push URL as Uptime Kuma displays it, with its example query.
+    url = monitor.url_for("/ping/api/push/kuma-token") + "?status=up&msg=OK&ping="
+    targets = {"report": target(url, HeartbeatProtocol.UPTIME_KUMA)}
+    async with wrapper(jobs, targets) as (runner, _):
+        assert await runner.run("report") is RunOutcome.SUCCESS
+        await runner.heartbeat.drain(None)
+        assert await runner.run("report") is RunOutcome.FAILURE
+        await runner.heartbeat.drain(None)
+
+    up, down = requests_of(monitor)
+    assert up.path == down.path == "/ping/api/push/kuma-token"
+    assert up.args["status"] == "up"
+    assert up.args["msg"] == "OK"
+    assert int(up.args["ping"]) >= 50
+    assert dict(down.args) == {"status": "down", "msg": "ConnectionResetError"}
+
+
+async def test_plain_pings_on_success_only(monitor: HTTPServer) -> None:
+    jobs = JobRegistry("test")
+    outcomes = iter([None, ValueError("bad row")])
+
+    @jobs.scheduled("export", HOURLY, grace=GRACE)
+    async def export(context: JobContext) -> None:
+        error = next(outcomes)
+        if error is not None:
+            raise error
+
+    targets = {"export": target(monitor.url_for("/ping/vigil"), HeartbeatProtocol.PLAIN)}
+    async with wrapper(jobs, targets) as (runner, _):
+        assert await runner.run("export") is RunOutcome.SUCCESS
+        assert await runner.run("export") is RunOutcome.FAILURE
+        await runner.heartbeat.drain(None)
+
+    assert [(r.method, r.path, r.query_string) for r in requests_of(monitor)] == [
+        ("GET", "/ping/vigil", b"")
+    ]
+
+
+def write_report() -> None:
+    raise RuntimeError("could not write the report")
+
+
+async def test_a_failing_job_sends_fail_with_the_traceback_tail_and_the_next_run_is_unaffected(
+    monitor: HTTPServer,
+) -> None:
+    jobs = JobRegistry("test")
+    runs: list[uuid.UUID] = []
+
+    @jobs.scheduled("reports", HOURLY, grace=GRACE)
+    async def reports(context: JobContext) -> None:
+        runs.append(context.run_id)
+        if len(runs) == 1:
+            try:
+                # A long first cause makes the whole traceback exceed the body limit.
+                raise ValueError("unreadable input " + "x" * 12_000)
+            except ValueError as error:
+                try:
+                    write_report()
+                except RuntimeError as wrapped:
+                    raise wrapped from error
+
+    targets = {"reports": target(monitor.url_for("/ping/reports"))}
+    async with wrapper(jobs, targets) as (runner, metrics):
+        assert await runner.run("reports") is RunOutcome.FAILURE
+        await runner.heartbeat.drain(None)
+        assert await runner.run("reports") is RunOutcome.SUCCESS
+        await runner.heartbeat.drain(None)
+        state = runner.states["reports"]
+
+    first, second = (str(run_id) for run_id in runs)
+    sent = requests_of(monitor)
+    assert [(r.method, r.path, r.args["rid"]) for r in sent] == [
+        ("GET", "/ping/reports/start", first),
+        ("POST", "/ping/reports/fail", first),
+        ("GET", "/ping/reports/start", second),
+        ("GET", "/ping/reports", second),
+    ]
+    body = sent[1].get_data()
+    assert len(body) <= FAILURE_BODY_LIMIT
+    assert len(body) > FAILURE_BODY_LIMIT - 100, "the traceback was longer: its tail fills the body"
+    assert body.startswith(b"RuntimeError\n")
+    assert b"The above exception was the direct cause" in body
+    assert b'raise RuntimeError("could not write the report")' in body
+    assert body.endswith(b"RuntimeError: could not write the report\n")
+    assert state.consecutive_failures == 0
+    assert state.last_error_type == "RuntimeError"
+    assert state.last_success is not None
+    assert state.last_failure is not None
+    assert state.last_success > state.last_failure
+    assert sample(metrics, "job_runs_total", job="reports", outcome="failure") == 1
+    assert sample(metrics, "job_runs_total", job="reports", outcome="success") == 1
+
+
+@pytest.mark.parametrize("fault", ["refused", "hung", "slow"])
+async def test_an_unreachable_or_slow_monitor_does_not_delay_the_job(
+    fault: str, monitor: HTTPServer, refused_port: int, blackhole_port: int
+) -> None:
+    answer = threading.Event()
+
+    def slowly(request: Request) -> Response:
+        answer.wait(10)  # answers only once the test is over
+        return Response("OK")
+
+    monitor.expect_request("/slow/token").respond_with_handler(slowly)
+    url = {
+        "refused": f"http://127.0.0.1:{refused_port}/token",
+        "hung": f"http://127.0.0.1:{blackhole_port}/token",
+        "slow": monitor.url_for("/slow/token"),
+    }[fault]
+    timeout = 0.3
+    jobs = JobRegistry("test")
+    started: list[float] = []
+
+    @jobs.scheduled("sync", HOURLY, grace=GRACE)
+    async def sync(context: JobContext) -> None:
+        started.append(time.perf_counter())
+
+    async with wrapper(jobs, {"sync": target(url)}, ping_timeout=timeout, retries=1) as (
+        runner,
+        metrics,
+    ):
+        began = time.perf_counter()
+        outcome = await runner.run("sync")
+        returned = time.perf_counter()
+        assert outcome is RunOutcome.SUCCESS
+        assert started[0] - began < timeout, "the job waited for the start ping"
+        assert returned - began < timeout, "the run waited for its pings"
+        await runner.heartbeat.drain(None)
+        # Start and success pings, each given up after two attempts.
+        assert sample(metrics, "heartbeat_pings_total", job="sync", outcome="failure") == 2
+        assert sample(metrics, "heartbeat_pings_total", job="sync", outcome="success") == 0
+    answer.set()
+    if fault == "slow":
+        # Let the four held requests finish here, not in the log of a later test.
+        await wait_until(lambda: len(monitor.log) == 4, within=10, message="slow requests done")
+
+
+@pytest.mark.parametrize(
+    ("status", "attempts", "outcome"), [(503, 2, "success"), (404, 1, "failure")]
+)
+async def test_server_errors_are_retried_and_client_errors_are_not(
+    monitor: HTTPServer, status: int, attempts: int, outcome: str
+) -> None:
+    monitor.expect_oneshot_request("/ping/flaky").respond_with_data("no", status=status)
+    jobs = JobRegistry("test")
+
+    @jobs.scheduled("flaky", HOURLY, grace=GRACE)
+    async def flaky(context: JobContext) -> None:
+        return None
+
+    targets = {"flaky": target(monitor.url_for("/ping/flaky"), HeartbeatProtocol.PLAIN)}
+    async with wrapper(jobs, targets, retries=2) as (runner, metrics):
+        await runner.run("flaky")
+        await runner.heartbeat.drain(None)
+        assert sample(metrics, "heartbeat_pings_total", job="flaky", outcome=outcome) == 1
+    assert len(monitor.log) == attempts
+
+
+async def test_pings_beyond_the_pending_cap_are_dropped_not_queued(blackhole_port: int) -> None:
+    jobs = JobRegistry("test")
+
+    @jobs.scheduled("busy", HOURLY, grace=GRACE)
+    async def busy(context: JobContext) -> None:
+        return None
+
+    metrics = Metrics()
+    heartbeat = Heartbeat(metrics=metrics, timeout=0.2, retries=0, max_pending=2)
+    runner = JobRunner(
+        jobs=jobs,
+        targets={"busy": target(f"http://127.0.0.1:{blackhole_port}/hung")},
+        heartbeat=heartbeat,
+        states=JobStates(["busy"]),
+        metrics=metrics,
+        settings=Settings(_env_file=None),
+        sessionmaker=async_sessionmaker(),
+    )
+    try:
+        for _ in range(3):  # six pings against a hung monitor, two at a time
+            assert await runner.run("busy") is RunOutcome.SUCCESS
+        assert heartbeat.pending == 2
+    finally:
+        await heartbeat.drain(None)
+        await heartbeat.aclose()
+    assert sample(metrics, "heartbeat_pings_total", job="busy", outcome="dropped") == 4
+    assert sample(metrics, "heartbeat_pings_total", job="busy", outcome="failure") == 2
+
+
+async def test_the_token_never_appears_in_logs(
+    monitor: HTTPServer, refused_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = "hc-token-7f3a9c0e"
+    monitor.expect_oneshot_request(f"/ping/{token}/fail").respond_with_data("", status=500)
+    monitor.expect_oneshot_request(f"/ping/{token}/fail").respond_with_data("", status=500)
+    jobs = JobRegistry("test")
+    runs = 0
+
+    @jobs.scheduled("secretive", HOURLY, grace=GRACE)
+    async def secretive(context: JobContext) -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 2:
+            raise OSError("disk full")
+
+    @jobs.scheduled("unreachable", HOURLY, grace=GRACE)
+    async def unreachable(context: JobContext) -> None:
+        return None
+
+    targets = {
+        "secretive": target(monitor.url_for(f"/ping/{token}")),
+        "unreachable": target(f"http://127.0.0.1:{refused_port}/{token}"),
+    }
+    async with wrapper(jobs, targets) as (runner, _):
+        await runner.run("secretive")  # start and success pings answered 200
+        await runner.run("secretive")  # the fail ping gets two 500s
+        await runner.run("unreachable")
+        await runner.heartbeat.drain(None)
+
+    assert len(monitor.log) == 5
+    # The monitor's own access log (werkzeug, in this process) is not the service's.
+    ours = [record for record in caplog.records if record.name != "werkzeug"]
+    # Formatted as a log handler would (tracebacks included), plus the raw arguments.
+    logged = "\n".join(f"{caplog.handler.format(record)} {record.args!r}" for record in ours)
+    assert token not in logged
+    assert f"http://127.0.0.1:{monitor.port}/***" in caplog.text
+    assert "HTTP Request: GET" in caplog.text, "httpx's request line is logged, redacted"
+    assert "failed after 2 attempt(s): HTTP 500" in caplog.text
+    assert "failed after 2 attempt(s): ConnectError" in caplog.text
+
+
+async def test_a_cancelled_run_is_not_reported_as_a_failure(monitor: HTTPServer) -> None:
+    jobs = JobRegistry("test")
+    started = asyncio.Event()
+
+    @jobs.scheduled("long", HOURLY, grace=GRACE)
+    async def long(context: JobContext) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    async with wrapper(jobs, {"long": target(monitor.url_for("/ping/long"))}) as (runner, metrics):
+        run = asyncio.create_task(runner.run("long"))
+        await started.wait()
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        await runner.heartbeat.drain(None)
+        state = runner.states["long"]
+
+    assert [r.path for r in requests_of(monitor)] == ["/ping/long/start"]
+    assert sample(metrics, "job_runs_total", job="long", outcome="cancelled") == 1
+    assert sample(metrics, "job_runs_total", job="long", outcome="failure") == 0
+    assert state.consecutive_failures == 0
+    assert state.last_failure is None
+    assert state.running == 0
+
+
+def test_heartbeat_settings_come_from_the_environment_dotenv_and_secret_files(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("DOTENV_JOB_HEARTBEAT_URL=https://hc-ping.com/from-dotenv\n")
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "file_job_heartbeat_url").write_text("https://hc-ping.com/from-file\n")
+    monkeypatch.setenv("SECRETS_DIR", str(secrets))
+    monkeypatch.setenv("ENV_JOB_HEARTBEAT_URL", "https://kuma.example.com/api/push/from-env")
+    monkeypatch.setenv("ENV_JOB_HEARTBEAT_PROTOCOL", "uptime-kuma")
+
+    targets = resolve_targets(
+        ["env_job", "dotenv_job", "file_job", "bare_job"], HeartbeatProtocol.HEALTHCHECKS
+    )
+
+    assert targets["env_job"] == target(
+        "https://kuma.example.com/api/push/from-env", HeartbeatProtocol.UPTIME_KUMA
+    )
+    assert targets["dotenv_job"] == target("https://hc-ping.com/from-dotenv")
+    assert targets["file_job"] == target("https://hc-ping.com/from-file")
+    assert targets["bare_job"] is None
+    assert "from-file" not in repr(targets["file_job"])
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("BAD_HEARTBEAT_URL", "ftp://s3cret@example.com/x", "must be an http:// or https:// URL"),
+        ("BAD_HEARTBEAT_URL", "not a url s3cret", "must be an http:// or https:// URL"),
+        ("BAD_HEARTBEAT_PROTOCOL", "pagerduty", "must be one of healthchecks, uptime-kuma, plain"),
+    ],
+)
+def test_invalid_heartbeat_settings_name_the_variable_without_echoing_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError, match=re.escape(f"{variable}: {message}")) as caught:
+        resolve_targets(["bad"], HeartbeatProtocol.HEALTHCHECKS)
+    assert "s3cret" not in str(caught.value)
