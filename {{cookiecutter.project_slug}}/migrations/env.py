@@ -1,12 +1,19 @@
-"""Alembic environment: runs migrations through the async engine of the service."""
+"""Alembic environment: runs migrations through the async engine of the service.
+
+On PostgreSQL the run holds a session-level advisory lock, so pods that start
+together (each runs ``alembic upgrade head`` in its init container) migrate one
+at a time: the first applies the new revisions, the others wait, then find the
+database at head and do nothing.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -19,6 +26,12 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
     fileConfig(config.config_file_name)
 
 target_metadata = Base.metadata
+
+# Key of the advisory lock that serialises migration runs: a signed 64-bit number
+# derived from the project, so services sharing one PostgreSQL do not block each other.
+MIGRATION_LOCK_KEY = int.from_bytes(
+    hashlib.sha256(b"{{ cookiecutter.project_slug }}:alembic").digest()[:8], "big", signed=True
+)
 
 
 def database_url() -> str:
@@ -41,9 +54,19 @@ def run_migrations_offline() -> None:
 
 
 def do_run_migrations(connection: Connection) -> None:
+    serialise = connection.dialect.name == "postgresql"
+    if serialise:
+        # Session-level, not transaction-level: it survives this commit, which hands
+        # Alembic a connection outside any transaction, so that Alembic commits its own.
+        # If a migration fails, closing the connection (NullPool) releases the lock.
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        connection.commit()
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
+    if serialise:
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        connection.commit()
 
 
 async def run_migrations_online() -> None:

@@ -1,0 +1,741 @@
+"""The container image and Kubernetes manifests of every bake pass schema, security and
+structure checks, for every overlay.
+
+Each combination is baked once (no virtualenv: nothing here imports the service)
+and each overlay rendered once; every check reads that rendering. The probe
+contract test, which runs the service, lives with the runtime tests and reuses
+``k8s_tools.render_overlay``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate.utils as kubernetes_validate
+import pytest
+import yaml
+from cookiecutter.generate import generate_context
+from cookiecutter.main import cookiecutter
+from cookiecutter.prompt import prompt_for_config
+from packaging.version import Version
+
+from . import k8s_tools
+from .combinations import COMBINATIONS, IDS
+from .k8s_tools import (
+    OVERLAYS,
+    all_containers,
+    configmap_data,
+    container,
+    container_port,
+    deployment,
+    dockerfile_cmd,
+    dockerfile_instructions,
+    only,
+    option,
+    pod_spec,
+    quantity,
+    settings_fields,
+)
+
+TEMPLATE = Path(__file__).resolve().parent.parent
+TOOLS = Path(sys.executable).parent
+IN_CI = os.environ.get("CI") == "true"
+
+# The oldest Kubernetes minor the manifests support: the native preStop sleep action
+# is on by default from 1.30.
+OLDEST_KUBERNETES = Version("1.30")
+
+# Settings that are secrets: mounted as files from the Secret, never in the ConfigMap.
+SECRET_SETTINGS = frozenset({"database_url", "redis_url"})
+SECRET_SUFFIX = "_heartbeat_url"
+# Settings the container does not read from the environment: they only configure
+# `python -m <package>`; the image's CMD passes --host and --port to uvicorn.
+RUNNER_ONLY_SETTINGS = frozenset({"host", "port"})
+# Settings read from the environment by load_settings() before Settings exists.
+LOADER_SETTINGS = frozenset({"secrets_dir"})
+# In the ConfigMap ahead of the scheduler work that adds them to settings.py: while
+# one is missing from Settings, the equality check skips it instead of failing.
+PENDING_SETTINGS = frozenset(
+    {
+        "scheduler_enabled",
+        "scheduler_misfire_grace_time",
+        "scheduler_shutdown_timeout",
+        "scheduler_leader_retry_interval",
+        "heartbeat_protocol",
+        "heartbeat_timeout",
+        "heartbeat_retries",
+        "items_retention_days",
+    }
+)
+# Heartbeat URLs of the example jobs: optional keys of the Secret.
+HEARTBEAT_SECRET_KEYS = frozenset(
+    {"CLEANUP_ITEMS_HEARTBEAT_URL", "HEARTBEAT_EXAMPLE_HEARTBEAT_URL"}
+)
+
+KINDS = {
+    "ConfigMap",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "NetworkPolicy",
+    "PodDisruptionBudget",
+    "Service",
+    "ServiceAccount",
+}
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
+UNPRIVILEGED_ID = 10000
+
+
+def is_secret(field: str) -> bool:
+    """Whether the setting ``field`` holds a secret (a password or a token in a URL)."""
+    return field in SECRET_SETTINGS or field.endswith(SECRET_SUFFIX)
+
+
+def tool(name: str) -> str:
+    """Path of a command-line tool: the template's virtualenv first, then PATH."""
+    beside = TOOLS / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        message = f"{name} is not installed (uv sync installs the template's dev group)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+@dataclass(frozen=True)
+class Bake:
+    """A baked project (no virtualenv) and every answer it was rendered with."""
+
+    path: Path
+    answers: Mapping[str, Any]
+
+    @property
+    def use_redis(self) -> bool:
+        return bool(self.answers["use_redis"])
+
+    @property
+    def settings_fields(self) -> list[str]:
+        """Field names of the baked ``Settings`` class, lowercase."""
+        return settings_fields(
+            self.path / "src" / str(self.answers["package_name"]) / "settings.py"
+        )
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """One overlay of one bake, rendered."""
+
+    bake: Bake
+    overlay: str
+    text: str
+    resources: list[dict[str, Any]]
+
+    @property
+    def deployment(self) -> dict[str, Any]:
+        return deployment(self.resources)
+
+    @property
+    def settings(self) -> dict[str, str]:
+        return configmap_data(self.resources)
+
+    @property
+    def namespace(self) -> str:
+        if self.overlay == "staging":
+            return f"{str(self.bake.answers['k8s_namespace'])[:55]}-staging"
+        return str(self.bake.answers["k8s_namespace"])
+
+
+@pytest.fixture(scope="session", params=COMBINATIONS, ids=IDS)
+def bake(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Bake:
+    """The template baked offline for one option combination."""
+    combination: dict[str, Any] = dict(request.param)
+    context = generate_context(
+        context_file=str(TEMPLATE / "cookiecutter.json"), extra_context=combination
+    )
+    answers = dict(prompt_for_config(context, no_input=True))
+    path = cookiecutter(
+        str(TEMPLATE),
+        no_input=True,
+        output_dir=str(tmp_path_factory.mktemp("bake-k8s")),
+        extra_context=combination,
+    )
+    return Bake(path=Path(path), answers=answers)
+
+
+@pytest.fixture(scope="session", params=OVERLAYS)
+def rendering(request: pytest.FixtureRequest, bake: Bake) -> Rendering:
+    """``kubectl kustomize`` of one overlay; a failure here is the 'renders' check failing."""
+    if not Path(k8s_tools.KUBECTL).exists():
+        message = f"kubectl is not installed at {k8s_tools.KUBECTL}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    text = k8s_tools.kustomize(bake.path, request.param)
+    resources = [doc for doc in yaml.safe_load_all(text) if doc]
+    return Rendering(bake=bake, overlay=request.param, text=text, resources=resources)
+
+
+def pod_labels(rendering: Rendering) -> dict[str, str]:
+    return dict(rendering.deployment["spec"]["template"]["metadata"]["labels"])
+
+
+def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Whether a ``matchLabels`` selector (the only form the manifests use) selects ``labels``."""
+    match = selector.get("matchLabels", {})
+    assert set(selector) <= {"matchLabels"}, f"unexpected selector form: {selector}"
+    return bool(match) and all(labels.get(key) == value for key, value in match.items())
+
+
+# --- Rendering and schemas -----------------------------------------------------------------
+
+
+def test_overlay_renders_every_resource_and_no_secret(rendering: Rendering) -> None:
+    kinds = [resource["kind"] for resource in rendering.resources]
+    assert set(kinds) == KINDS, f"{rendering.overlay} renders {sorted(kinds)}"
+    assert len(kinds) == len(KINDS), f"a kind is rendered twice: {sorted(kinds)}"
+    # Secrets are created by the operator (see the README), never committed with values.
+    assert "Secret" not in kinds
+
+
+def test_every_resource_in_the_overlay_namespace(rendering: Rendering) -> None:
+    for resource in rendering.resources:
+        if resource["kind"] in CLUSTER_SCOPED:
+            continue
+        assert resource["metadata"].get("namespace") == rendering.namespace, (
+            f"{resource['kind']}/{resource['metadata']['name']}"
+        )
+
+
+def supported_kubernetes_versions() -> list[str]:
+    """Every Kubernetes minor kubernetes-validate ships schemas for, from 1.30 on."""
+    shipped = {Version(version) for version in kubernetes_validate.all_versions()}
+    return [str(version) for version in sorted(shipped) if version >= OLDEST_KUBERNETES]
+
+
+def strict_schema_errors(resources: list[dict[str, Any]], version: str) -> list[str]:
+    """What ``kubernetes-validate --strict -k <version>`` reports, one line per problem."""
+    errors = []
+    for resource in resources:
+        name = f"{resource.get('kind')}/{resource.get('metadata', {}).get('name')}"
+        try:
+            kubernetes_validate.validate(resource, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            path = ".".join(str(part) for part in error.path)
+            errors.append(f"{version} {name}: {path}: {error.message}")
+        except kubernetes_validate.SchemaNotFoundError as error:
+            errors.append(f"{version} {name}: {error.message}")
+    return errors
+
+
+def test_strict_schema_for_every_kubernetes_version(rendering: Rendering) -> None:
+    versions = supported_kubernetes_versions()
+    assert versions, "kubernetes-validate ships no schema from 1.30 on"
+    assert Version(versions[0]) == OLDEST_KUBERNETES, f"no schema for {OLDEST_KUBERNETES}"
+    errors = [
+        error
+        for version in versions
+        for error in strict_schema_errors(rendering.resources, version)
+    ]
+    assert errors == [], "\n".join(errors)
+
+
+def test_strict_schema_rejects_an_unknown_field(rendering: Rendering) -> None:
+    """The schema check is not vacuous: a misspelt field fails it."""
+    broken = json.loads(json.dumps(rendering.deployment))
+    container_ = broken["spec"]["template"]["spec"]["containers"][0]
+    container_["readinessProbes"] = container_.pop("readinessProbe")
+    newest = supported_kubernetes_versions()[-1]
+    assert strict_schema_errors([broken], newest) != []
+
+
+# --- checkov and hadolint ------------------------------------------------------------------
+
+
+def test_checkov_reports_no_failed_check(rendering: Rendering, tmp_path: Path) -> None:
+    manifest = tmp_path / f"{rendering.overlay}.yaml"
+    manifest.write_text(rendering.text)
+    config = rendering.bake.path / "k8s" / ".checkov.yaml"
+    result = subprocess.run(
+        [
+            tool("checkov"),
+            "--config-file",
+            str(config),
+            "--framework",
+            "kubernetes",
+            "--skip-download",
+            "--output",
+            "json",
+            "--file",
+            str(manifest),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.stdout.strip(), f"checkov printed nothing:\n{result.stderr[-3000:]}"
+    report = json.loads(result.stdout)
+    reports = report if isinstance(report, list) else [report]
+    kubernetes = [entry for entry in reports if entry.get("check_type") == "kubernetes"]
+    assert len(kubernetes) == 1, f"no kubernetes report: {result.stdout[:2000]}"
+    summary = kubernetes[0]["summary"]
+    failed = [
+        f"{check['check_id']} {check['check_name']} ({check['resource']})"
+        for check in kubernetes[0]["results"]["failed_checks"]
+    ]
+    assert failed == [], "\n".join(failed)
+    assert summary["parsing_errors"] == 0
+    # checkov counts containers as resources of their own, so at least one per document.
+    assert summary["resource_count"] >= len(rendering.resources)
+    assert summary["passed"] > 50, f"checkov ran too few checks: {summary}"
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_checkov_skips_live_in_one_config_file_with_reasons(bake: Bake) -> None:
+    config = bake.path / "k8s" / ".checkov.yaml"
+    skips = yaml.safe_load(config.read_text()).get("skip-check", [])
+    for line in config.read_text().splitlines():
+        entry = re.match(r"^\s*-\s*(CKV2?_[A-Z0-9_]+)\s*(?:#\s*(.*))?$", line)
+        if entry:
+            reason = entry.group(2) or ""
+            assert len(reason.split()) >= 6, f"{entry.group(1)} needs a one-line reason"
+    assert len(skips) == len(re.findall(r"^\s*-\s*CKV", config.read_text(), re.MULTILINE))
+    # Nowhere else: no inline suppressions and no second config file.
+    elsewhere = [
+        str(path.relative_to(bake.path))
+        for path in bake.path.rglob("*")
+        if path.is_file()
+        and path != config
+        and re.search(r"checkov:skip|skip-check|skip_check", path.read_text(errors="ignore"))
+    ]
+    assert elsewhere == []
+
+
+def test_hadolint_reports_nothing(bake: Bake) -> None:
+    result = subprocess.run(
+        [tool("hadolint"), "--no-color", "Dockerfile"],
+        cwd=bake.path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+# --- The container image -------------------------------------------------------------------
+
+
+def test_dockerfile_builds_in_stages_and_runs_one_uvicorn_as_non_root(bake: Bake) -> None:
+    dockerfile = bake.path / "Dockerfile"
+    instructions = dockerfile_instructions(dockerfile)
+    bases = [args.split()[0] for keyword, args in instructions if keyword == "FROM"]
+    python_version = re.escape(str(bake.answers["python_version"]))
+    assert re.fullmatch(rf"python:{python_version}-slim-(bookworm|trixie)", bases[-1]), bases
+    assert len(bases) >= 2, "a build stage and a runtime stage"
+    runtime = instructions[max(i for i, (k, _) in enumerate(instructions) if k == "FROM") :]
+    runtime_text = "\n".join(f"{keyword} {args}" for keyword, args in runtime)
+    # No apt-get (nothing to pin) and no build tools or dev group in the runtime stage.
+    assert "apt-get" not in dockerfile.read_text()
+    assert "uv " not in runtime_text
+    assert "pip install" not in runtime_text
+    assert re.search(r"uv sync\b[^\n]*--no-dev", dockerfile.read_text())
+    assert "UV_COMPILE_BYTECODE=1" in dockerfile.read_text()
+    # alembic upgrade head works in the image: alembic.ini and migrations/ in the WORKDIR.
+    copied = [args for keyword, args in runtime if keyword == "COPY"]
+    assert any("alembic.ini" in args for args in copied)
+    assert any("migrations" in args for args in copied)
+    workdir = [args for keyword, args in runtime if keyword == "WORKDIR"][-1]
+    assert workdir == "/app"
+    user = [args for keyword, args in runtime if keyword == "USER"][-1]
+    uid, _, gid = user.partition(":")
+    assert int(uid) >= UNPRIVILEGED_ID, user
+    assert int(gid) >= UNPRIVILEGED_ID, user
+
+    argv = dockerfile_cmd(dockerfile)
+    assert argv[:2] == ["uvicorn", f"{bake.answers['package_name']}.main:app"]
+    assert option(argv, "--host") == "0.0.0.0"
+    assert option(argv, "--port") == "8000"
+    assert "--proxy-headers" in argv
+    assert option(argv, "--forwarded-allow-ips") == "*"
+    assert option(argv, "--timeout-graceful-shutdown") is not None
+    assert option(argv, "--workers") is None, "one process per container"
+    assert not [args for keyword, args in instructions if keyword == "ENTRYPOINT"]
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out(bake: Bake) -> None:
+    patterns = [
+        line.strip()
+        for line in (bake.path / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    # An allow-list: everything is ignored, then only what the Dockerfile copies.
+    assert patterns[0] == "*"
+    allowed = {pattern[1:].rstrip("/") for pattern in patterns if pattern.startswith("!")}
+    assert allowed <= {"pyproject.toml", "uv.lock", "README.md", "src", "alembic.ini", "migrations"}
+    assert not allowed & {".env", ".venv", "tests", "k8s"}
+
+
+def test_compose_starts_infrastructure_healthy_and_migrates_first(bake: Bake) -> None:
+    compose = yaml.safe_load((bake.path / "compose.yaml").read_text())
+    services = compose["services"]
+    infrastructure = {"postgres", "redis"} if bake.use_redis else {"postgres"}
+    assert set(services) == infrastructure | {"migrate", "app"}
+    for name in infrastructure:
+        assert services[name]["healthcheck"]["test"], name
+    app = services["app"]
+    assert app["build"] == "."
+    assert {name: app["depends_on"][name]["condition"] for name in app["depends_on"]} == {
+        **dict.fromkeys(infrastructure, "service_healthy"),
+        "migrate": "service_completed_successfully",
+    }
+    assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert app["healthcheck"]["test"]
+    assert ("REDIS_URL" in app["environment"]) is bake.use_redis
+
+
+# --- The Deployment ------------------------------------------------------------------------
+
+
+def test_probes_use_the_named_port_and_the_health_endpoints(rendering: Rendering) -> None:
+    app = container(rendering.deployment)
+    assert container_port(app, "http") == 8000
+    expected = {
+        "startupProbe": "/health/live",
+        "livenessProbe": "/health/live",
+        "readinessProbe": "/health/ready",
+    }
+    for probe_name, path in expected.items():
+        probe = app[probe_name]
+        assert probe["httpGet"] == {"path": path, "port": "http"}, probe_name
+    # The uvicorn in the image listens where the manifest says.
+    assert option(dockerfile_cmd(rendering.bake.path / "Dockerfile"), "--port") == str(
+        container_port(app, "http")
+    )
+    service = only(rendering.resources, "Service")
+    assert [port["targetPort"] for port in service["spec"]["ports"]] == ["http"]
+    assert service["spec"]["selector"] == {
+        key: pod_labels(rendering)[key] for key in service["spec"]["selector"]
+    }
+
+
+def test_probe_timeouts_exceed_the_health_check_timeout(rendering: Rendering) -> None:
+    check_timeout = float(rendering.settings["HEALTH_CHECK_TIMEOUT"])
+    app = container(rendering.deployment)
+    for probe_name in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert app[probe_name]["timeoutSeconds"] > check_timeout, probe_name
+
+
+def test_liveness_is_not_readiness(rendering: Rendering) -> None:
+    app = container(rendering.deployment)
+    assert app["livenessProbe"] != app["readinessProbe"]
+    assert app["livenessProbe"]["httpGet"]["path"] != app["readinessProbe"]["httpGet"]["path"]
+
+    # Liveness tolerates more than readiness: a slow pod leaves the endpoints long
+    # before it is restarted.
+    def patience(probe: dict[str, Any]) -> int:
+        return int(probe.get("failureThreshold", 3)) * int(probe.get("periodSeconds", 10))
+
+    assert patience(app["livenessProbe"]) > patience(app["readinessProbe"])
+
+
+def test_prestop_sleep_and_grace_period_cover_the_whole_shutdown(rendering: Rendering) -> None:
+    spec = pod_spec(rendering.deployment)
+    app = container(rendering.deployment)
+    pre_stop = app["lifecycle"]["preStop"]
+    assert set(pre_stop) == {"sleep"}, "the native sleep action, not exec (no shell in the image)"
+    sleep = int(pre_stop["sleep"]["seconds"])
+    assert sleep >= 1
+    # The image's CMD decides uvicorn's graceful timeout: the manifest must not override it.
+    assert "command" not in app
+    assert "args" not in app
+    graceful = float(
+        option(dockerfile_cmd(rendering.bake.path / "Dockerfile"), "--timeout-graceful-shutdown")
+        or 0
+    )
+    assert graceful > 0
+    scheduler = float(rendering.settings["SCHEDULER_SHUTDOWN_TIMEOUT"])
+    grace = int(spec["terminationGracePeriodSeconds"])
+    assert grace > sleep + graceful + scheduler, (
+        f"terminationGracePeriodSeconds {grace} <= preStop {sleep} + uvicorn {graceful}"
+        f" + scheduler {scheduler}"
+    )
+
+
+def test_pod_and_containers_are_hardened(rendering: Rendering) -> None:
+    spec = pod_spec(rendering.deployment)
+    pod = spec["securityContext"]
+    assert pod["runAsNonRoot"] is True
+    for key in ("runAsUser", "runAsGroup", "fsGroup"):
+        assert pod[key] >= UNPRIVILEGED_ID, key
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["automountServiceAccountToken"] is False
+    account = only(rendering.resources, "ServiceAccount")
+    assert spec["serviceAccountName"] == account["metadata"]["name"]
+    assert account["automountServiceAccountToken"] is False
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not spec.get(key), key
+
+    dockerfile_user = [
+        a for k, a in dockerfile_instructions(rendering.bake.path / "Dockerfile") if k == "USER"
+    ][-1]
+    tmp_volumes = {volume["name"] for volume in spec["volumes"] if "emptyDir" in volume}
+    for container_ in all_containers(rendering.deployment):
+        name = container_["name"]
+        context = {**pod, **container_.get("securityContext", {})}
+        assert context["runAsNonRoot"] is True, name
+        assert context["runAsUser"] >= UNPRIVILEGED_ID, name
+        assert context["runAsGroup"] >= UNPRIVILEGED_ID, name
+        assert f"{context['runAsUser']}:{context['runAsGroup']}" == dockerfile_user, name
+        assert context["allowPrivilegeEscalation"] is False, name
+        assert context["readOnlyRootFilesystem"] is True, name
+        assert context.get("privileged", False) is False, name
+        assert context["capabilities"]["drop"] == ["ALL"], name
+        assert not context["capabilities"].get("add"), name
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        mounts = {mount["mountPath"]: mount["name"] for mount in container_["volumeMounts"]}
+        assert mounts.get("/tmp") in tmp_volumes, f"{name}: no emptyDir at /tmp"
+
+
+def test_every_container_requests_and_limits_cpu_memory_and_storage(
+    rendering: Rendering,
+) -> None:
+    for container_ in all_containers(rendering.deployment):
+        resources = container_["resources"]
+        for resource in ("cpu", "memory", "ephemeral-storage"):
+            request = quantity(resources["requests"][resource])
+            limit = quantity(resources["limits"][resource])
+            assert 0 < request <= limit, f"{container_['name']} {resource}"
+    spec = pod_spec(rendering.deployment)
+    for volume in spec["volumes"]:
+        if "emptyDir" in volume:
+            assert "sizeLimit" in volume["emptyDir"], volume["name"]
+
+
+def test_pods_spread_across_nodes_and_zones(rendering: Rendering) -> None:
+    constraints = pod_spec(rendering.deployment)["topologySpreadConstraints"]
+    by_key = {constraint["topologyKey"]: constraint for constraint in constraints}
+    assert set(by_key) == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    for constraint in constraints:
+        assert constraint["maxSkew"] == 1
+        assert selects(constraint["labelSelector"], pod_labels(rendering))
+
+
+def test_images_are_tagged_never_latest(rendering: Rendering) -> None:
+    repository = str(rendering.bake.answers["container_image"])
+    for container_ in all_containers(rendering.deployment):
+        image = container_["image"]
+        name, _, tag = image.rpartition(":")
+        assert name == repository, image
+        assert tag == str(rendering.bake.answers["version"]), image
+        assert tag != "latest", image
+    assert "latest" not in re.findall(r"image:\s*\S+:(\S+)", rendering.text)
+
+
+def test_no_replicas_where_the_autoscaler_scales(rendering: Rendering) -> None:
+    deployment_ = rendering.deployment
+    autoscaler = only(rendering.resources, "HorizontalPodAutoscaler")
+    target = autoscaler["spec"]["scaleTargetRef"]
+    assert (target["apiVersion"], target["kind"], target["name"]) == (
+        "apps/v1",
+        "Deployment",
+        deployment_["metadata"]["name"],
+    )
+    assert "replicas" not in deployment_["spec"]
+    assert autoscaler["spec"]["minReplicas"] >= 2
+    assert autoscaler["spec"]["maxReplicas"] >= autoscaler["spec"]["minReplicas"]
+
+
+def test_connections_fit_a_default_postgresql_at_the_largest_rollout(rendering: Rendering) -> None:
+    """Replicas at the autoscaler's maximum plus the rollout surge stay within
+    PostgreSQL's default max_connections (100, three reserved for superusers)."""
+    settings = rendering.settings
+    autoscaler = only(rendering.resources, "HorizontalPodAutoscaler")["spec"]
+    surge = rendering.deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+    maximum = int(autoscaler["maxReplicas"])
+    surge_pods = (
+        math.ceil(maximum * int(surge.rstrip("%")) / 100)
+        if str(surge).endswith("%")
+        else int(surge)
+    )
+    # Each pod: its pool, the pool's overflow and the scheduler's leader-lock connection.
+    per_pod = int(settings["DATABASE_POOL_SIZE"]) + int(settings["DATABASE_MAX_OVERFLOW"]) + 1
+    migration = 1
+    assert (maximum + surge_pods) * per_pod + migration <= 97
+
+
+def test_disruption_budget_lets_nodes_drain(rendering: Rendering) -> None:
+    budget = only(rendering.resources, "PodDisruptionBudget")["spec"]
+    assert selects(budget["selector"], pod_labels(rendering))
+    min_replicas = only(rendering.resources, "HorizontalPodAutoscaler")["spec"]["minReplicas"]
+    if "maxUnavailable" in budget:
+        value = budget["maxUnavailable"]
+        allowed = int(str(value).rstrip("%")) > 0
+    else:
+        value = budget["minAvailable"]
+        allowed = not str(value).endswith("%") and int(value) < min_replicas
+    assert allowed, f"the budget blocks every eviction at {min_replicas} replicas: {budget}"
+    assert budget.get("unhealthyPodEvictionPolicy") == "AlwaysAllow"
+
+
+def test_migrations_run_first_in_an_init_container(rendering: Rendering) -> None:
+    spec = pod_spec(rendering.deployment)
+    (migrate,) = spec["initContainers"]
+    app = container(rendering.deployment)
+    assert migrate["command"] == ["alembic", "upgrade", "head"]
+    assert migrate["image"] == app["image"]
+    assert migrate["envFrom"] == app["envFrom"]
+    assert migrate["volumeMounts"] == app["volumeMounts"]
+    # Pods starting together take turns: migrations/env.py holds an advisory lock.
+    env = (rendering.bake.path / "migrations" / "env.py").read_text()
+    assert "pg_advisory_lock" in env
+    assert "pg_advisory_unlock" in env
+
+
+# --- Settings and secrets ------------------------------------------------------------------
+
+
+def secret_volume_sources(rendering: Rendering) -> tuple[str, list[dict[str, Any]]]:
+    """Mount path of the Secret's volume and its secret sources."""
+    spec = pod_spec(rendering.deployment)
+    app = container(rendering.deployment)
+    (volume,) = [v for v in spec["volumes"] if "secret" in v or "projected" in v]
+    mount = next(m for m in app["volumeMounts"] if m["name"] == volume["name"])
+    assert mount["readOnly"] is True
+    if "secret" in volume:
+        source = {"name": volume["secret"]["secretName"], **volume["secret"]}
+        return mount["mountPath"], [source]
+    sources = [source["secret"] for source in volume["projected"]["sources"]]
+    assert len(sources) == len(volume["projected"]["sources"]), "only secrets in this volume"
+    return mount["mountPath"], sources
+
+
+def test_secrets_are_files_in_secrets_dir_never_environment(rendering: Rendering) -> None:
+    for container_ in all_containers(rendering.deployment):
+        assert all("secretRef" not in source for source in container_.get("envFrom", []))
+        for variable in container_.get("env", []):
+            assert "secretKeyRef" not in variable.get("valueFrom", {}), variable["name"]
+    mount_path, sources = secret_volume_sources(rendering)
+    assert mount_path == rendering.settings["SECRETS_DIR"]
+    assert {source["name"] for source in sources} == {
+        f"{rendering.bake.answers['project_slug']}-secrets"
+    }
+    required = {
+        item["key"] for source in sources if not source.get("optional") for item in source["items"]
+    }
+    optional = {
+        item["key"] for source in sources if source.get("optional") for item in source["items"]
+    }
+    assert required == (
+        {"DATABASE_URL", "REDIS_URL"} if rendering.bake.use_redis else {"DATABASE_URL"}
+    )
+    assert optional == HEARTBEAT_SECRET_KEYS
+    for source in sources:
+        assert all(item["key"] == item["path"] for item in source["items"]), "file name = setting"
+    # Every secret setting the service has is mounted.
+    secrets = {field.upper() for field in rendering.bake.settings_fields if is_secret(field)}
+    assert secrets <= required | optional, f"not mounted: {sorted(secrets - required - optional)}"
+
+
+def test_configmap_holds_every_non_secret_setting(rendering: Rendering) -> None:
+    fields = set(rendering.bake.settings_fields)
+    keys = {key.lower() for key in rendering.settings}
+    assert all(key.isupper() for key in rendering.settings)
+    secrets = {field for field in fields if is_secret(field)}
+    assert not {key for key in keys if is_secret(key)}, "a secret in the ConfigMap"
+    expected = (fields - secrets - RUNNER_ONLY_SETTINGS) | LOADER_SETTINGS
+    assert sorted(expected - keys) == [], "settings missing from the ConfigMap"
+    # Keys ahead of settings.py are allowed only while their settings are being added.
+    ahead = keys - fields - LOADER_SETTINGS
+    assert sorted(ahead - PENDING_SETTINGS) == [], "ConfigMap keys that are no setting"
+    assert rendering.settings["ENVIRONMENT"] == (
+        "staging" if rendering.overlay == "staging" else "production"
+    )
+    assert rendering.settings["HEALTH_SHOW_DETAILS"] == "false"
+    assert rendering.settings["STATUS_PAGE_URL"] == rendering.bake.answers["status_page_url"]
+
+
+def test_deployment_reads_the_rendered_configmap(rendering: Rendering) -> None:
+    name = only(rendering.resources, "ConfigMap")["metadata"]["name"]
+    for container_ in all_containers(rendering.deployment):
+        assert container_["envFrom"] == [{"configMapRef": {"name": name}}], container_["name"]
+
+
+def test_readme_deploy_section_creates_the_secret_the_deployment_mounts(
+    rendering: Rendering,
+) -> None:
+    readme = (rendering.bake.path / "README.md").read_text()
+    headings = re.findall(r"^## (.+)$", readme, flags=re.MULTILINE)
+    assert headings[-1] == "Deploy to Kubernetes"
+    section = readme.split("## Deploy to Kubernetes", 1)[1]
+    image = f"{rendering.bake.answers['container_image']}:{rendering.bake.answers['version']}"
+    assert f"docker build -t {image} ." in section
+    _, sources = secret_volume_sources(rendering)
+    (name,) = {source["name"] for source in sources}
+    assert f"create secret generic {name}" in section
+    for source in sources:
+        for item in source["items"]:
+            assert f"--from-literal={item['key']}=" in section, item["key"]
+    assert f"rollout status deployment/{rendering.deployment['metadata']['name']}" in section
+
+
+# --- Network -------------------------------------------------------------------------------
+
+
+def test_network_policy_allows_only_the_app_port_in_and_known_ports_out(
+    rendering: Rendering,
+) -> None:
+    policy = only(rendering.resources, "NetworkPolicy")["spec"]
+    assert selects(policy["podSelector"], pod_labels(rendering))
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    ingress_ports = [
+        (port["port"], port.get("protocol", "TCP"))
+        for rule in policy["ingress"]
+        for port in rule["ports"]
+    ]
+    assert ingress_ports == [("http", "TCP")]
+    egress_ports = {
+        (port["port"], port.get("protocol", "TCP"))
+        for rule in policy["egress"]
+        for port in rule["ports"]
+    }
+    expected = {(53, "UDP"), (53, "TCP"), (5432, "TCP"), (443, "TCP")}
+    if rendering.bake.use_redis:
+        expected.add((6379, "TCP"))
+    assert egress_ports == expected
+    assert all(rule.get("ports") for rule in policy["egress"]), "an egress rule without ports"
+
+
+def test_overlays_differ_only_where_environments_should(bake: Bake) -> None:
+    renderings = {overlay: k8s_tools.render_overlay(bake.path, overlay) for overlay in OVERLAYS}
+    staging = renderings["staging"]
+    production = renderings["production"]
+    namespaces = {
+        overlay: {r["metadata"]["namespace"] for r in resources}
+        for overlay, resources in renderings.items()
+    }
+    assert namespaces["staging"] != namespaces["production"]
+    assert (
+        only(staging, "HorizontalPodAutoscaler")["spec"]["maxReplicas"]
+        < only(production, "HorizontalPodAutoscaler")["spec"]["maxReplicas"]
+    )
+    assert (
+        container(deployment(staging))["resources"]
+        != container(deployment(production))["resources"]
+    )
+    # Timings are the same everywhere: they follow from the code, not the environment.
+    for key in ("terminationGracePeriodSeconds", "topologySpreadConstraints", "securityContext"):
+        assert pod_spec(deployment(staging))[key] == pod_spec(deployment(production))[key], key
