@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,21 +183,28 @@ def start_service(
     *,
     port: int | None = None,
     log: Path,
+    graceful_timeout: float = 10.0,
+    argv: Sequence[str] | None = None,
 ) -> Service:
-    """Start ``uvicorn <package>.main:app`` of the baked ``project`` with ``env`` added."""
+    """Start the baked ``project`` as its image does (``python -m <package> serve``).
+
+    ``env`` is added to this process's environment; ``argv`` replaces the module
+    invocation (e.g. a launcher script) and receives the same serve options.
+    """
     port = port or free_port()
     package = next(path.name for path in (project / "src").iterdir() if path.is_dir())
     handle = log.open("wb")
+    command = list(argv) if argv is not None else ["-m", package, "serve"]
     process = subprocess.Popen(
         [
             str(python),
-            "-m",
-            "uvicorn",
-            f"{package}.main:app",
+            *command,
             "--host",
             "127.0.0.1",
             "--port",
             str(port),
+            "--timeout-graceful-shutdown",
+            str(graceful_timeout),
         ],
         cwd=project,
         env={**os.environ, "SECRETS_DIR": "/nonexistent", **env},

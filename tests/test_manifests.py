@@ -365,7 +365,7 @@ def test_dockerfile_builds_in_stages_and_runs_one_uvicorn_as_non_root(bake: Bake
     assert int(gid) >= UNPRIVILEGED_ID, user
 
     argv = dockerfile_cmd(dockerfile)
-    assert argv[:2] == ["uvicorn", f"{bake.answers['package_name']}.main:app"]
+    assert argv[:4] == ["python", "-m", bake.answers["package_name"], "serve"]
     assert option(argv, "--host") == "0.0.0.0"
     assert option(argv, "--port") == "8000"
     assert "--proxy-headers" in argv

@@ -1,6 +1,8 @@
 """``python -m {{ cookiecutter.package_name }}``: serve the API, or operate the scheduled jobs.
 
-- ``python -m {{ cookiecutter.package_name }} [serve]``: serve on ``HOST``:``PORT``.
+- ``python -m {{ cookiecutter.package_name }} [serve]``: serve on ``HOST``:``PORT`` (options:
+  ``--proxy-headers``, ``--forwarded-allow-ips``, ``--timeout-graceful-shutdown``); exit
+  status 0 after a graceful shutdown on SIGTERM.
 - ``python -m {{ cookiecutter.package_name }} jobs list``: the jobs, their next fire and heartbeat.
 - ``python -m {{ cookiecutter.package_name }} jobs run <job_id>``: run one job now; exit 1 if it fails.
 
@@ -13,10 +15,9 @@ import argparse
 import logging
 import sys
 
-import uvicorn
-
 from .scheduling import default_jobs
 from .scheduling.cli import add_jobs_command, jobs_command
+from .server import ServerOptions, serve
 from .settings import ConfigurationError, load_settings
 
 
@@ -24,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the process exit status."""
     parser = argparse.ArgumentParser(prog="python -m {{ cookiecutter.package_name }}")
     commands = parser.add_subparsers(dest="command", metavar="{serve,jobs}")
-    commands.add_parser("serve", help="serve the API on HOST:PORT (the default)")
+    serve_parser = commands.add_parser("serve", help="serve the API on HOST:PORT (the default)")
+    add_serve_options(serve_parser)
     add_jobs_command(commands)
     args = parser.parse_args(argv)
     try:
@@ -38,14 +40,34 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
-    uvicorn.run(
+    return serve(
         "{{ cookiecutter.package_name }}.main:app",
-        host=settings.host,
-        port=settings.port,
-        proxy_headers=True,
-        log_level=settings.log_level.lower(),
+        ServerOptions(
+            host=getattr(args, "host", None) or settings.host,
+            port=getattr(args, "port", None) or settings.port,
+            proxy_headers=getattr(args, "proxy_headers", False),
+            forwarded_allow_ips=getattr(args, "forwarded_allow_ips", None) or "127.0.0.1",
+            timeout_graceful_shutdown=getattr(args, "timeout_graceful_shutdown", None),
+            log_level=settings.log_level.lower(),
+        ),
     )
-    return 0
+
+
+def add_serve_options(parser: argparse.ArgumentParser) -> None:
+    """uvicorn's production options, under uvicorn's names (see server.ServerOptions)."""
+    parser.add_argument("--host", help="address to bind (default: HOST)")
+    parser.add_argument("--port", type=int, help="port to bind (default: PORT)")
+    parser.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="trust X-Forwarded-For/-Proto from --forwarded-allow-ips",
+    )
+    parser.add_argument("--forwarded-allow-ips", help="proxies trusted for proxy headers")
+    parser.add_argument(
+        "--timeout-graceful-shutdown",
+        type=float,
+        help="seconds requests in flight get to finish after SIGTERM",
+    )
 
 
 if __name__ == "__main__":
