@@ -59,6 +59,15 @@ class Project:
     def python(self) -> Path:
         return self.bin / "python"
 
+    def environ(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """This process's environment plus ``env``, with no secrets folder of the machine's."""
+        return {**os.environ, "SECRETS_DIR": "/nonexistent", **(env or {})}
+
+    def migrate(self, env: Mapping[str, str]) -> None:
+        """Apply the project's migrations with ``env`` as its init container does."""
+        result = self.run(["alembic", "upgrade", "head"], env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+
     def run(
         self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 600
     ) -> subprocess.CompletedProcess[str]:
@@ -67,7 +76,7 @@ class Project:
         return subprocess.run(
             command,
             cwd=self.path,
-            env={**os.environ, **(env or {})},
+            env=self.environ(env),
             capture_output=True,
             text=True,
             timeout=timeout,

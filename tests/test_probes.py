@@ -48,8 +48,7 @@ def test_probes_of_the_rendered_deployment_hold(
     secrets.mkdir()
     (secrets / "DATABASE_URL").write_text(private_postgres.url)
     env = {**configmap_data(resources), "SECRETS_DIR": str(secrets)}
-    migrated = project.run(["alembic", "upgrade", "head"], env=env)
-    assert migrated.returncode == 0, migrated.stderr
+    project.migrate(env)
 
     service = start_service(project.path, project.python, env, port=port, log=tmp_path / "log")
     try:
