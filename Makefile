@@ -12,7 +12,7 @@ DEMO_PORT ?= 8000
 # pytest-xdist workers; each bakes and installs the combinations it runs.
 WORKERS ?= 2
 
-.PHONY: help sync demo test lint clean
+.PHONY: help sync demo test bench lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -45,9 +45,12 @@ demo: sync ## Bake the default service into build/demo and serve it on SQLite
 test: sync ## Run the template's whole test suite
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(VENV)/bin/pytest -n $(WORKERS) --dist loadgroup
 
+bench: sync ## Benchmark the health endpoints against baselines (needs wrk); writes docs/benchmarks.*
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(VENV)/bin/python benchmarks/bench.py
+
 lint: sync ## ruff on the template's own Python (hooks, tests, scripts)
-	$(VENV)/bin/ruff check hooks tests scripts
-	$(VENV)/bin/ruff format --check hooks tests scripts
+	$(VENV)/bin/ruff check hooks tests scripts benchmarks
+	$(VENV)/bin/ruff format --check hooks tests scripts benchmarks
 
 clean: ## Remove build/, the virtualenvs and caches
 	rm -rf build $(VENV) $(TOOLS) .pytest_cache .ruff_cache
