@@ -40,6 +40,7 @@ SHADOWED_MODULES = frozenset(
         "aiosqlite",
         "alembic",
         "apscheduler",
+        "asgi_correlation_id",
         "asyncpg",
         "fastapi",
         "httpx",
@@ -48,6 +49,7 @@ SHADOWED_MODULES = frozenset(
         "pydantic",
         "pydantic_settings",
         "pytest",
+        "pythonjsonlogger",
         "redis",
         "sqlalchemy",
         "starlette",
@@ -59,7 +61,7 @@ SHADOWED_MODULES = frozenset(
     }
 )
 
-SUPPORTED_ORMS = ("sqlalchemy",)
+ORMS = ("sqlalchemy", "tortoise")
 
 
 def check_dns_label(field: str, value: str) -> str | None:
@@ -118,16 +120,8 @@ def check_image(field: str, value: str) -> str | None:
 
 
 def check_orm(field: str, value: str) -> str | None:
-    if value not in SUPPORTED_ORMS:
-        return (
-            f"{field}: {value!r} is not supported yet (choose one of: {', '.join(SUPPORTED_ORMS)})"
-        )
-    return None
-
-
-def check_redis(field: str, value: str) -> str | None:
-    if value in ("True", "true", "yes", "1"):
-        return f"{field}: Redis support is not supported yet (answer no)"
+    if value not in ORMS:
+        return f"{field}: {value!r} is not one of the choices: {', '.join(ORMS)}"
     return None
 
 
@@ -149,7 +143,6 @@ CHECKS: dict[str, Callable[[str, str], str | None]] = {
     "author_email": check_email,
     "version": check_version,
     "orm": check_orm,
-    "use_redis": check_redis,
     "status_page_url": check_url,
     "k8s_namespace": check_dns_label,
     "container_image": check_image,

@@ -10,6 +10,9 @@ from typing import Any
 
 COMBINATIONS: list[dict[str, Any]] = [
     {"orm": "sqlalchemy", "use_redis": False},
+    {"orm": "sqlalchemy", "use_redis": True},
+    {"orm": "tortoise", "use_redis": False},
+    {"orm": "tortoise", "use_redis": True},
 ]
 
 

@@ -29,6 +29,8 @@ from baking import TEMPLATE, install
 from find_python import find_python
 
 IN_CI = os.environ.get("CI") == "true"
+# The shared Redis of the Redis combinations, on a database number of the tests' own.
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def require(condition: bool, reason: str) -> None:
@@ -38,6 +40,13 @@ def require(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+def migrate_command(answers: Mapping[str, Any]) -> list[str]:
+    """The command that applies a baked project's migrations (Makefile, init container)."""
+    if answers["orm"] == "tortoise":
+        return ["python", "-m", f"{answers['package_name']}.migrate"]
+    return ["alembic", "upgrade", "head"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,7 @@ class Project:
 
     def migrate(self, env: Mapping[str, str]) -> None:
         """Apply the project's migrations with ``env`` as its init container does."""
-        result = self.run(["alembic", "upgrade", "head"], env=env)
+        result = self.run(migrate_command(self.context), env=env)
         assert result.returncode == 0, result.stdout + result.stderr
 
     def run(

@@ -22,6 +22,23 @@ def test_no_unrendered_template_syntax(project: Project) -> None:
     assert offenders == []
 
 
+def test_only_the_chosen_variants_remain_under_their_final_names(project: Project) -> None:
+    # The post-gen hook renames <module>_<orm>.py to <module>.py and removes the rest.
+    leftovers = [
+        str(path.relative_to(project.path))
+        for path in project.path.rglob("*")
+        if ".venv" not in path.parts and re.search(r"_(sqlalchemy|tortoise)\b", path.stem)
+    ]
+    assert leftovers == []
+    package = project.path / "src" / project.package
+    for module in ("db.py", "items/models.py", "items/router.py", "scheduling/jobs.py"):
+        text = (package / module).read_text()
+        other = "tortoise" if project.context["orm"] == "sqlalchemy" else "sqlalchemy"
+        assert f"from {other}" not in text, module
+        assert f"import {other}" not in text, module
+    assert (project.path / "tests" / "database.py").is_file()
+
+
 def test_pyproject_is_pep621_with_capped_majors(project: Project) -> None:
     pyproject = tomllib.loads((project.path / "pyproject.toml").read_text())
     meta = pyproject["project"]
@@ -29,7 +46,16 @@ def test_pyproject_is_pep621_with_capped_majors(project: Project) -> None:
     assert meta["requires-python"] == f">={project.context['python_version']}"
     assert pyproject["build-system"]["build-backend"] == "hatchling.build"
     dependencies = {re.split(r"[\[<>=]", dep, maxsplit=1)[0]: dep for dep in meta["dependencies"]}
-    assert "sqlalchemy[asyncio]" in dependencies["sqlalchemy"]
+    # Each ORM's own stack, and nothing of the other's.
+    orm_stacks = {
+        "sqlalchemy": {"sqlalchemy", "alembic", "aiosqlite"},
+        "tortoise": {"tortoise-orm", "aerich"},
+    }
+    for orm, stack in orm_stacks.items():
+        expected = stack if orm == project.context["orm"] else set()
+        assert stack & dependencies.keys() == expected, (orm, sorted(dependencies))
+    assert "asyncpg" in dependencies, "PostgreSQL's driver, and the leader lock's, in both"
+    assert ("redis" in dependencies) is bool(project.context["use_redis"])
     for name, dependency in dependencies.items():
         assert ">=" in dependency, f"{name} needs a lower bound"
         assert ",<" in dependency, f"{name} needs a cap on the next major version"
@@ -41,7 +67,17 @@ def test_layout_is_src_with_the_package(project: Project) -> None:
     for module in ("__init__.py", "__main__.py", "main.py", "settings.py", "db.py", "errors.py"):
         assert (package / module).is_file(), module
     assert (package / "health" / "router.py").is_file()
-    assert (project.path / "migrations" / "env.py").is_file()
+    if project.context["orm"] == "sqlalchemy":
+        assert (project.path / "migrations" / "env.py").is_file()
+        assert (project.path / "alembic.ini").is_file()
+    else:
+        assert list((project.path / "migrations" / "models").glob("0_*_init.py"))
+        assert (package / "migrate.py").is_file()
+        assert not (project.path / "alembic.ini").exists()
+    assert (package / "cache.py").is_file() is bool(project.context["use_redis"])
+    assert (package / "items" / "cache.py").is_file() is bool(project.context["use_redis"])
+    redis_tests = project.path / "tests" / "test_cache.py"
+    assert redis_tests.is_file() is bool(project.context["use_redis"])
     assert (project.path / ".env.example").is_file()
 
 

@@ -26,7 +26,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from .conftest import Project
+from .conftest import TEST_REDIS_URL, Project
 from .services import (
     PrivatePostgres,
     PrivateRedis,
@@ -57,6 +57,8 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
         "DATABASE_POOL_SIZE": str(POOL_SIZE),
         "DATABASE_MAX_OVERFLOW": str(MAX_OVERFLOW),
         "SCHEDULER_LEADER_RETRY_INTERVAL": "0.5",
+        # Production requires REDIS_URL in the Redis combinations (ignored by the others).
+        "REDIS_URL": TEST_REDIS_URL,
         **extra,
     }
 
@@ -266,13 +268,18 @@ class TableLock:
                 "ON_ERROR_STOP=1",
             ],
             stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         assert self.session.stdin is not None
-        self.session.stdin.write("BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE;\n")
+        assert self.session.stdout is not None
+        self.session.stdin.write(
+            "BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE;\n\\echo locked\n"
+        )
         self.session.stdin.flush()
+        # Only once psql echoes is the lock held: requests sent earlier would not wait.
+        assert self.session.stdout.readline().strip() == "locked"
 
     def release(self) -> None:
         assert self.session.stdin is not None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +11,7 @@ from typing import Any
 
 import pytest
 from cookiecutter.exceptions import FailedHookException
+from cookiecutter.main import cookiecutter
 
 from .conftest import TEMPLATE
 
@@ -45,8 +48,6 @@ BAD_ANSWERS: list[tuple[dict[str, Any], str, str]] = [
     ({"description": 'say "hi"'}, "description", "double quotes"),
     ({"author_name": "   "}, "author_name", "must not be empty"),
     ({"project_name": 'The "Best" API'}, "project_name", "double quotes"),
-    ({"orm": "tortoise"}, "orm", "not supported yet"),
-    ({"use_redis": True}, "use_redis", "not supported yet"),
 ]
 
 
@@ -74,6 +75,33 @@ def test_bad_answer_stops_the_bake_with_one_line(
     left = [path for path in Path(str(tmpdir), "cookies").rglob("*") if not path.is_dir()]
     assert left == [], "a refused bake left files behind"
     assert result.project_path is None
+
+
+def test_an_orm_outside_the_choices_stops_the_bake(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Cookiecutter itself refuses a choice outside the list given on the command line;
+    # a replay file (or an edited cookiecutter.json) reaches the hook unchecked.
+    replay_dir = tmp_path / "replay"
+    cookiecutter(
+        str(TEMPLATE),
+        no_input=True,
+        output_dir=str(tmp_path / "good"),
+        replay=False,
+        config_file=None,
+        default_config={"replay_dir": str(replay_dir)},
+    )
+    (recorded,) = replay_dir.glob("*.json")
+    context = json.loads(recorded.read_text())
+    context["cookiecutter"]["orm"] = "django"
+    replay = tmp_path / "django.json"
+    replay.write_text(json.dumps(context))
+    output = tmp_path / "bad"
+    with pytest.raises(FailedHookException):
+        cookiecutter(str(TEMPLATE), replay=str(replay), output_dir=str(output))
+    errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR:")]
+    assert errors == ["ERROR: orm: 'django' is not one of the choices: sqlalchemy, tortoise"]
+    assert not output.exists() or list(output.rglob("*.py")) == []
 
 
 def test_the_cli_exits_non_zero_without_a_traceback_from_the_hook(tmp_path: Path) -> None:
@@ -124,3 +152,45 @@ def test_derived_names_follow_the_project_name(cookies: Any) -> None:
     result = cookies.bake(extra_context={"project_name": "Billing API"})
     assert result.project_path.name == "billing-api"
     assert (result.project_path / "src" / "billing_api" / "main.py").is_file()
+
+
+def post_gen_tables() -> tuple[dict[tuple[str, object], list[str]], dict[str, str]]:
+    """``FEATURE_FILES`` and ``RENAMES`` of the post-gen hook, with paths as in the template."""
+    source = (TEMPLATE / "hooks" / "post_gen_project.py").read_text()
+    source = source.replace('r"""{{ cookiecutter | tojson }}"""', '"{}"')
+    source = source.replace("{{ cookiecutter.package_name }}", "{{cookiecutter.package_name}}")
+    namespace: dict[str, Any] = {"__name__": "post_gen_project"}
+    # The hook is a Jinja template: run it with its two expressions replaced.
+    exec(compile(source, "post_gen_project.py", "exec"), namespace)
+    return namespace["FEATURE_FILES"], namespace["RENAMES"]
+
+
+def test_the_post_gen_tables_match_the_template() -> None:
+    features, renames = post_gen_tables()
+    project = TEMPLATE / "{{cookiecutter.project_slug}}"
+    owned = [path for paths in features.values() for path in paths]
+    assert [path for path in owned if not (project / path).exists()] == []
+    variants = sorted(
+        str(path.relative_to(project))
+        for path in project.rglob("*")
+        if re.search(r"_(sqlalchemy|tortoise)$", path.stem)
+    )
+    assert variants == sorted(renames), "every variant file is renamed, and only those"
+    assert set(renames) <= set(owned), "every variant belongs to one choice"
+    for variant, final in renames.items():
+        assert not (project / final).exists(), f"{final} would clash with {variant}"
+    by_orm = {
+        orm: {final for variant, final in renames.items() if f"_{orm}" in variant}
+        for orm in ("sqlalchemy", "tortoise")
+    }
+    # Shared code imports these names: both ORMs provide each (Tortoise adds migrate.py).
+    assert by_orm["sqlalchemy"] <= by_orm["tortoise"], by_orm
+
+
+def test_a_package_named_like_a_variant_keeps_its_name(cookies: Any) -> None:
+    result = cookies.bake(extra_context={"package_name": "ledger_tortoise", "orm": "tortoise"})
+    assert result.exit_code == 0, result.exception
+    package = result.project_path / "src" / "ledger_tortoise"
+    assert (package / "db.py").is_file()
+    assert (package / "migrate.py").is_file()
+    assert not (package / "db_tortoise.py").exists()

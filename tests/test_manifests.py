@@ -31,6 +31,7 @@ from packaging.version import Version
 
 from . import k8s_tools
 from .combinations import COMBINATIONS, IDS
+from .conftest import migrate_command
 from .k8s_tools import (
     OVERLAYS,
     all_containers,
@@ -353,9 +354,9 @@ def test_dockerfile_builds_in_stages_and_runs_one_uvicorn_as_non_root(bake: Bake
     assert "pip install" not in runtime_text
     assert re.search(r"uv sync\b[^\n]*--no-dev", dockerfile.read_text())
     assert "UV_COMPILE_BYTECODE=1" in dockerfile.read_text()
-    # alembic upgrade head works in the image: alembic.ini and migrations/ in the WORKDIR.
+    # The migrate command works in the image: migrations/ (and alembic.ini) in the WORKDIR.
     copied = [args for keyword, args in runtime if keyword == "COPY"]
-    assert any("alembic.ini" in args for args in copied)
+    assert any("alembic.ini" in args for args in copied) is (bake.answers["orm"] == "sqlalchemy")
     assert any("migrations" in args for args in copied)
     workdir = [args for keyword, args in runtime if keyword == "WORKDIR"][-1]
     assert workdir == "/app"
@@ -401,7 +402,7 @@ def test_compose_starts_infrastructure_healthy_and_migrates_first(bake: Bake) ->
         **dict.fromkeys(infrastructure, "service_healthy"),
         "migrate": "service_completed_successfully",
     }
-    assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
+    assert services["migrate"]["command"] == migrate_command(bake.answers)
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert app["healthcheck"]["test"]
     assert ("REDIS_URL" in app["environment"]) is bake.use_redis
@@ -595,14 +596,17 @@ def test_migrations_run_first_in_an_init_container(rendering: Rendering) -> None
     spec = pod_spec(rendering.deployment)
     (migrate,) = spec["initContainers"]
     app = container(rendering.deployment)
-    assert migrate["command"] == ["alembic", "upgrade", "head"]
+    assert migrate["command"] == migrate_command(rendering.bake.answers)
     assert migrate["image"] == app["image"]
     assert migrate["envFrom"] == app["envFrom"]
     assert migrate["volumeMounts"] == app["volumeMounts"]
-    # Pods starting together take turns: migrations/env.py holds an advisory lock.
-    env = (rendering.bake.path / "migrations" / "env.py").read_text()
-    assert "pg_advisory_lock" in env
-    assert "pg_advisory_unlock" in env
+    # Pods starting together take turns: the migration run holds an advisory lock
+    # (Alembic's migrations/env.py, or the Tortoise service's migrate.py).
+    if rendering.bake.answers["orm"] == "sqlalchemy":
+        runner = rendering.bake.path / "migrations" / "env.py"
+    else:
+        runner = rendering.bake.path / "src" / rendering.bake.answers["package_name"] / "migrate.py"
+    assert "pg_advisory_lock" in runner.read_text()
 
 
 # --- Settings and secrets ------------------------------------------------------------------

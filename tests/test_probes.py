@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from .conftest import Project
+from .conftest import TEST_REDIS_URL, Project
 from .k8s_tools import configmap_data, container, container_port, deployment, render_overlay
 from .services import PrivatePostgres, Service, start_service
 
@@ -47,6 +47,8 @@ def test_probes_of_the_rendered_deployment_hold(
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "DATABASE_URL").write_text(private_postgres.url)
+    if project.context["use_redis"]:
+        (secrets / "REDIS_URL").write_text(TEST_REDIS_URL)
     env = {**configmap_data(resources), "SECRETS_DIR": str(secrets)}
     project.migrate(env)
 

@@ -3,9 +3,10 @@ a real HTTP server on loopback standing in for heartbeat monitors.
 
 ``TEST_DATABASE_URL`` is an admin URL (default
 ``postgresql://postgres@127.0.0.1:5432/postgres``); the session creates a database
-of its own there, migrates it with Alembic and drops it at the end. Each test
-that writes runs in a transaction rolled back afterwards. When PostgreSQL does
-not answer, its tests are skipped locally and fail when ``CI=true``.
+of its own there, migrates it as an operator would (``database.py``) and drops it
+at the end. The writes of each test are undone afterwards (``database.isolated``).
+When PostgreSQL does not answer, its tests are skipped locally and fail when
+``CI=true``.
 """
 
 from __future__ import annotations
@@ -15,68 +16,69 @@ import inspect
 import os
 import re
 import socket
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
 from pytest_httpserver import HTTPServer
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from {{ cookiecutter.package_name }}.db import get_session
 from {{ cookiecutter.package_name }}.main import create_app
+from {{ cookiecutter.package_name }}.scheduling.leader import libpq_url
 from {{ cookiecutter.package_name }}.settings import Settings, normalize_database_url
+
+from .database import isolated, migrate
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = normalize_database_url(
     os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 )
-
-
-async def migrate(database_url: str) -> None:
-    """Run ``alembic upgrade head`` against ``database_url`` as an operator would."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "alembic",
-        "upgrade",
-        "head",
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "DATABASE_URL": database_url, "ENVIRONMENT": "development"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await process.communicate()
-    assert process.returncode == 0, output.decode()
+{%- if cookiecutter.use_redis %}
+# A Redis database of the tests' own (15), emptied by the tests that need it empty.
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+{%- endif %}
 
 
 @pytest.fixture(scope="session")
 async def postgres_url() -> AsyncIterator[str]:
     """URL of a migrated throwaway database, dropped when the session ends."""
-    admin = create_async_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     name = f"test_{{ cookiecutter.package_name }}_{uuid.uuid4().hex[:12]}"
     try:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        await execute(ADMIN_URL, f'CREATE DATABASE "{name}"')
     except (OSError, Exception) as error:
-        await admin.dispose()
         message = f"PostgreSQL at TEST_DATABASE_URL is not available: {type(error).__name__}"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     try:
         await migrate(url)
         yield url
     finally:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+        await execute(ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def execute(database_url: str, statement: str, *args: object) -> None:
+    """Run one SQL statement on a connection of its own (outside any test's isolation)."""
+    connection = await asyncpg.connect(libpq_url(database_url), timeout=10)
+    try:
+        await connection.execute(statement, *args)
+    finally:
+        await connection.close()
+
+
+async def fetch(database_url: str, query: str, *args: object) -> list[asyncpg.Record]:
+    """The rows of one SQL query, on a connection of its own."""
+    connection = await asyncpg.connect(libpq_url(database_url), timeout=10)
+    try:
+        rows: list[asyncpg.Record] = await connection.fetch(query, *args)
+        return rows
+    finally:
+        await connection.close()
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:
@@ -88,6 +90,9 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "health_cache_ttl": 0.0,
         "health_show_details": False,
         "status_page_url": "https://status.example.test/",
+{%- if cookiecutter.use_redis %}
+        "redis_url": TEST_REDIS_URL,
+{%- endif %}
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
@@ -103,24 +108,9 @@ async def postgres_app(postgres_url: str) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def client(postgres_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """A client whose requests share one transaction, rolled back after the test."""
-    async with postgres_app.state.engine.connect() as connection:
-        transaction = await connection.begin()
-        sessions = async_sessionmaker(
-            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-        )
-
-        async def session_in_transaction() -> AsyncIterator[AsyncSession]:
-            async with sessions() as session:
-                yield session
-
-        postgres_app.dependency_overrides[get_session] = session_in_transaction
-        try:
-            async with app_client(postgres_app) as http:
-                yield http
-        finally:
-            postgres_app.dependency_overrides.clear()
-            await transaction.rollback()
+    """A client on the session's app whose writes are undone after the test."""
+    async with isolated(postgres_app), app_client(postgres_app) as http:
+        yield http
 
 
 def app_client(app: FastAPI) -> httpx.AsyncClient:

@@ -15,17 +15,18 @@ import os
 import signal
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import text
 
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.scheduling import JobContext, JobRegistry
+from {{ cookiecutter.package_name }}.scheduling.leader import libpq_url
 from {{ cookiecutter.package_name }}.settings import load_settings
 
 # A start date shared by every replica puts the fires of all of them on whole
 # seconds, so a fire run twice would show as two rows with the same time.
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
-RECORD = text("INSERT INTO replica_runs (scheduled_at, run_id, pid) VALUES (:at, :run_id, :pid)")
+RECORD = "INSERT INTO replica_runs (scheduled_at, run_id, pid) VALUES ($1, $2, $3)"
 
 
 def replica_jobs(name: str) -> JobRegistry:
@@ -35,9 +36,12 @@ def replica_jobs(name: str) -> JobRegistry:
         "tick", IntervalTrigger(seconds=1, start_date=EPOCH), grace=timedelta(seconds=5)
     )
     async def tick(context: JobContext) -> None:
-        async with context.sessionmaker() as session, session.begin():
-            values = {"at": context.scheduled_at, "run_id": context.run_id, "pid": os.getpid()}
-            await session.execute(RECORD, values)
+        # A connection of its own: the record is about the fire, whichever ORM the service uses.
+        connection = await asyncpg.connect(libpq_url(context.settings.database_dsn))
+        try:
+            await connection.execute(RECORD, context.scheduled_at, context.run_id, os.getpid())
+        finally:
+            await connection.close()
 
     return jobs
 

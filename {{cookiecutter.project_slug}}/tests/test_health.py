@@ -10,7 +10,8 @@ import pytest
 
 from {{ cookiecutter.package_name }}.main import create_app
 
-from .conftest import app_client, make_settings, migrate
+from .conftest import app_client, make_settings
+from .database import migrate
 
 HEALTH_JSON = "application/health+json"
 

@@ -26,6 +26,13 @@ async def test_each_test_starts_from_an_empty_table(client: httpx.AsyncClient) -
     assert (await client.get("/items")).json() == []
 
 
+async def test_delete_then_get_is_not_found(client: httpx.AsyncClient) -> None:
+    created = (await client.post("/items", json={"name": "doomed"})).json()
+    assert (await client.delete(f"/items/{created['id']}")).status_code == 204
+    assert (await client.get(f"/items/{created['id']}")).status_code == 404
+    assert (await client.delete(f"/items/{created['id']}")).status_code == 404
+
+
 async def test_invalid_payload_is_rejected(client: httpx.AsyncClient) -> None:
     response = await client.post("/items", json={"name": ""})
     assert response.status_code == 422

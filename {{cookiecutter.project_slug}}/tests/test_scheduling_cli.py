@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from {{ cookiecutter.package_name }}.__main__ import main
+
+from .conftest import execute, fetch
 
 TOKEN = "cli-token-5d1e8b"
 
@@ -68,14 +68,11 @@ async def run_cli(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str,
 async def test_jobs_run_cleans_up_through_the_wrapper(
     postgres_url: str, monitor: HTTPServer, tmp_path: Path
 ) -> None:
-    engine = create_async_engine(postgres_url)
-    async with engine.begin() as connection:
-        await connection.execute(
-            text(
-                "INSERT INTO items (name, created_at) VALUES"
-                " ('expired', now() - interval '31 days'), ('recent', now())"
-            )
-        )
+    await execute(
+        postgres_url,
+        "INSERT INTO items (name, created_at) VALUES"
+        " ('expired', now() - interval '31 days'), ('recent', now())",
+    )
     try:
         status, out, err = await run_cli(
             "jobs",
@@ -87,12 +84,9 @@ async def test_jobs_run_cleans_up_through_the_wrapper(
             },
             cwd=tmp_path,
         )
-        async with engine.connect() as connection:
-            names = (await connection.execute(text("SELECT name FROM items"))).scalars().all()
+        names = [row["name"] for row in await fetch(postgres_url, "SELECT name FROM items")]
     finally:
-        async with engine.begin() as connection:
-            await connection.execute(text("DELETE FROM items"))
-        await engine.dispose()
+        await execute(postgres_url, "DELETE FROM items")
 
     assert status == 0, err
     assert out == "cleanup_items: success\n"

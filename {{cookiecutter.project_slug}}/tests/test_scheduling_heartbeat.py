@@ -12,14 +12,15 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 from pytest_httpserver import HTTPServer
-from sqlalchemy.ext.asyncio import async_sessionmaker
 from werkzeug import Request, Response
 
+from {{ cookiecutter.package_name }}.db import Database
 from {{ cookiecutter.package_name }}.metrics import Metrics
 from {{ cookiecutter.package_name }}.scheduling import JobContext, JobRegistry
 from {{ cookiecutter.package_name }}.scheduling.heartbeat import (
@@ -35,6 +36,8 @@ from {{ cookiecutter.package_name }}.settings import ConfigurationError, Heartbe
 from .conftest import wait_until
 
 HOURLY = IntervalTrigger(hours=1)
+# The jobs of these tests never touch the database.
+NO_DATABASE = cast("Database", None)
 GRACE = timedelta(minutes=5)
 
 
@@ -62,7 +65,7 @@ async def wrapper(
         states=JobStates(job.id for job in jobs),
         metrics=metrics,
         settings=Settings(_env_file=None),
-        sessionmaker=async_sessionmaker(),
+        database=NO_DATABASE,
     )
     try:
         yield runner, metrics
@@ -294,7 +297,7 @@ async def test_pings_beyond_the_pending_cap_are_dropped_not_queued(blackhole_por
         states=JobStates(["busy"]),
         metrics=metrics,
         settings=Settings(_env_file=None),
-        sessionmaker=async_sessionmaker(),
+        database=NO_DATABASE,
     )
     try:
         for _ in range(3):  # six pings against a hung monitor, two at a time

@@ -14,7 +14,7 @@ import signal
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -25,40 +25,27 @@ import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 from fastapi import FastAPI
 from pytest_httpserver import HTTPServer
-from sqlalchemy import Row, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.scheduling import JobContext, JobRegistry
 
-from .conftest import app_client, make_settings, wait_until
+from .conftest import app_client, execute, fetch, make_settings, wait_until
 
 REPLICA = Path(__file__).with_name("replica.py")
 TAKEOVER_BOUND = 30.0  # seconds, from the issue
 
 
-@pytest.fixture
-async def admin(postgres_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    yield engine
-    await engine.dispose()
-
-
-async def lock_holder(admin: AsyncEngine, key: int) -> int | None:
+async def lock_holder(database_url: str, key: int) -> int | None:
     """The server pid of the session holding advisory lock ``key``, if any."""
     # pg_locks splits a bigint key into two oids: high and low 32 bits.
     unsigned = key & 0xFFFFFFFFFFFFFFFF
-    query = text(
+    query = (
         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
         " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        " AND classid::bigint = :high AND objid::bigint = :low AND objsubid = 1"
+        " AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1"
     )
-    async with admin.connect() as connection:
-        result = await connection.execute(
-            query, {"high": unsigned >> 32, "low": unsigned & 0xFFFFFFFF}
-        )
-        pid = result.scalar_one_or_none()
-    return int(pid) if pid is not None else None
+    rows = await fetch(database_url, query, unsigned >> 32, unsigned & 0xFFFFFFFF)
+    return int(rows[0]["pid"]) if rows else None
 
 
 def ticking(name: str, label: str, runs: list[tuple[str, datetime | None]]) -> JobRegistry:
@@ -125,7 +112,7 @@ async def test_one_replica_leads_and_hands_over_at_shutdown(postgres_url: str) -
 
 
 async def test_the_leader_steps_down_when_its_lock_session_dies(
-    postgres_url: str, admin: AsyncEngine, caplog: pytest.LogCaptureFixture
+    postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="{{ cookiecutter.package_name }}")
     runs: list[tuple[str, datetime | None]] = []
@@ -133,14 +120,13 @@ async def test_the_leader_steps_down_when_its_lock_session_dies(
     app = create_app(make_settings(postgres_url, scheduler_leader_retry_interval=0.1), jobs=jobs)
     async with app.router.lifespan_context(app):
         await wait_until(lambda: app.state.scheduler.is_leader, within=10, message="elected")
-        holder = await lock_holder(admin, jobs.lock_key)
+        holder = await lock_holder(postgres_url, jobs.lock_key)
         assert holder is not None
-        async with admin.connect() as connection:
-            # As a network cut or a server restart would: the session ends under the leader.
-            await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holder})
+        # As a network cut or a server restart would: the session ends under the leader.
+        await execute(postgres_url, "SELECT pg_terminate_backend($1)", holder)
 
         async def re_elected_on_a_new_session() -> bool:
-            new_holder = await lock_holder(admin, jobs.lock_key)
+            new_holder = await lock_holder(postgres_url, jobs.lock_key)
             return new_holder not in (None, holder) and app.state.scheduler.is_leader
 
         await wait_until(re_elected_on_a_new_session, within=TAKEOVER_BOUND, message="re-elected")
@@ -158,12 +144,10 @@ async def test_the_leader_steps_down_when_its_lock_session_dies(
     assert len(set(fires)) == len(fires)
 
 
-async def fetch_runs(admin: AsyncEngine) -> Sequence[Row[Any]]:
-    async with admin.connect() as connection:
-        result = await connection.execute(
-            text("SELECT scheduled_at, run_id, pid FROM replica_runs ORDER BY scheduled_at")
-        )
-        return result.all()
+async def fetch_runs(database_url: str) -> Sequence[Any]:
+    return await fetch(
+        database_url, "SELECT scheduled_at, run_id, pid FROM replica_runs ORDER BY scheduled_at"
+    )
 
 
 def contiguous(fires: list[datetime]) -> bool:
@@ -171,15 +155,13 @@ def contiguous(fires: list[datetime]) -> bool:
 
 
 async def test_three_processes_run_each_fire_exactly_once_and_survive_the_leader(
-    postgres_url: str, admin: AsyncEngine, monitor: HTTPServer, tmp_path: Path
+    postgres_url: str, monitor: HTTPServer, tmp_path: Path
 ) -> None:
-    async with admin.connect() as connection:
-        await connection.execute(
-            text(
-                "CREATE TABLE replica_runs (scheduled_at timestamptz NOT NULL,"
-                " run_id uuid NOT NULL, pid integer NOT NULL)"
-            )
-        )
+    await execute(
+        postgres_url,
+        "CREATE TABLE replica_runs (scheduled_at timestamptz NOT NULL,"
+        " run_id uuid NOT NULL, pid integer NOT NULL)",
+    )
     env = {
         **os.environ,
         "ENVIRONMENT": "development",
@@ -210,24 +192,24 @@ async def test_three_processes_run_each_fire_exactly_once_and_survive_the_leader
             return "\n".join(f"--- {log.name}\n{log.read_text()}" for log in logs)
 
         async def fires_recorded(count: int) -> bool:
-            return len(await fetch_runs(admin)) >= count
+            return len(await fetch_runs(postgres_url)) >= count
 
         await wait_until(lambda: fires_recorded(10), within=60, message="ten fires")
-        before = await fetch_runs(admin)
-        leaders = {row.pid for row in before}
+        before = await fetch_runs(postgres_url)
+        leaders = {row["pid"] for row in before}
         assert len(leaders) == 1, f"one process ran every fire so far: {leaders}"
         (leader,) = leaders
-        assert contiguous([row.scheduled_at for row in before]), "no fire was skipped"
+        assert contiguous([row["scheduled_at"] for row in before]), "no fire was skipped"
 
         processes.pop(leader).kill()  # SIGKILL: no shutdown, no lock release
         killed_at = datetime.now(UTC)
 
         async def taken_over() -> bool:
-            return any(row.pid != leader for row in await fetch_runs(admin))
+            return any(row["pid"] != leader for row in await fetch_runs(postgres_url))
 
         await wait_until(taken_over, within=TAKEOVER_BOUND, message=replica_logs())
-        after_kill = [row for row in await fetch_runs(admin) if row.pid != leader]
-        takeover = after_kill[0].scheduled_at - killed_at
+        after_kill = [row for row in await fetch_runs(postgres_url) if row["pid"] != leader]
+        takeover = after_kill[0]["scheduled_at"] - killed_at
         assert takeover < timedelta(seconds=TAKEOVER_BOUND), replica_logs()
         await wait_until(
             lambda: fires_recorded(len(before) + 4), within=10, message="the new leader ticks"
@@ -242,22 +224,22 @@ async def test_three_processes_run_each_fire_exactly_once_and_survive_the_leader
                 process.kill()
                 await process.wait()
 
-    runs = await fetch_runs(admin)
-    fires = Counter(row.scheduled_at for row in runs)
+    runs = await fetch_runs(postgres_url)
+    fires = Counter(row["scheduled_at"] for row in runs)
     assert max(fires.values()) == 1, f"fires run twice: {fires.most_common(3)}"
-    survivors = [row for row in runs if row.pid != leader]
-    assert len({row.pid for row in survivors}) == 1, "one new leader"
-    assert contiguous([row.scheduled_at for row in survivors])
+    survivors = [row for row in runs if row["pid"] != leader]
+    assert len({row["pid"] for row in survivors}) == 1, "one new leader"
+    assert contiguous([row["scheduled_at"] for row in survivors])
 
     # Only the process that ran a fire pinged, once per run, start then success.
     starts = Counter(r.args["rid"] for r, _ in monitor.log if r.path == "/ping/tick/start")
     successes = Counter(r.args["rid"] for r, _ in monitor.log if r.path == "/ping/tick")
-    recorded = {str(row.run_id) for row in runs}
+    recorded = {str(row["run_id"]) for row in runs}
     assert set(successes) <= recorded
     assert max(successes.values()) == 1
     assert max(starts.values()) == 1
     for row in survivors:
-        assert (starts[str(row.run_id)], successes[str(row.run_id)]) == (1, 1)
-    killed_runs = [str(row.run_id) for row in runs if row.pid == leader]
+        assert (starts[str(row["run_id"])], successes[str(row["run_id"])]) == (1, 1)
+    killed_runs = [str(row["run_id"]) for row in runs if row["pid"] == leader]
     # The kill may have cut the last run of the old leader between its record and its ping.
     assert sum(successes[run_id] for run_id in killed_runs) >= len(killed_runs) - 1

@@ -16,6 +16,8 @@ from {{ cookiecutter.package_name }}.settings import (
     normalize_database_url,
 )
 
+from .conftest import make_settings
+
 
 @pytest.mark.parametrize(
     ("given", "expected"),
@@ -54,8 +56,8 @@ def test_staging_and_production_refuse_missing_or_sqlite_database(
 
 
 def test_production_hides_details_by_default() -> None:
-    settings = Settings(
-        _env_file=None, environment="production", database_url="postgres://u@db/app"
+    settings = make_settings(
+        "postgres://u@db/app", environment="production", health_show_details=None
     )
     assert settings.show_health_details is False
 

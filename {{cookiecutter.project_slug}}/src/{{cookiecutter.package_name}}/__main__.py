@@ -12,9 +12,9 @@ Exit status 2 for a configuration error, with one line naming the setting.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from .logs import configure_logging
 from .scheduling import default_jobs
 from .scheduling.cli import add_jobs_command, jobs_command
 from .server import ServerOptions, serve
@@ -32,10 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         if args.command == "jobs":
-            logging.basicConfig(
-                level=settings.log_level.upper(),
-                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            )
+            configure_logging(settings)
             return jobs_command(args, settings=settings, jobs=default_jobs())
     except ConfigurationError as error:
         print(f"configuration error: {error}", file=sys.stderr)

@@ -14,15 +14,19 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import cache
 
+from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from . import __version__
-from .db import DATABASE_UNAVAILABLE_ERRORS, create_engine, database_check
+{%- if cookiecutter.use_redis %}
+from .cache import REDIS_UNAVAILABLE_ERRORS, open_redis, redis_check
+{%- endif %}
+from .db import DATABASE_UNAVAILABLE_ERRORS, database_check, open_database
 from .errors import install_error_handlers
 from .health import HealthChecks
 from .health import router as health_router
 from .items.router import router as items_router
+from .logs import configure_logging
 from .metrics import HttpMetrics, Metrics
 from .metrics import router as metrics_router
 from .scheduling import JobRegistry, default_jobs
@@ -33,6 +37,7 @@ from .settings import ConfigurationError, Settings, load_settings
 logger = logging.getLogger(__name__)
 
 SERVICE_ID = "{{ cookiecutter.project_slug }}"
+REQUEST_ID_HEADER = "X-Request-ID"
 
 
 @asynccontextmanager
@@ -40,23 +45,24 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start every resource onto ``app.state``; stop them in reverse order."""
     settings: Settings = app.state.settings
     async with AsyncExitStack() as stack:
-        engine = create_engine(settings)
-        stack.push_async_callback(engine.dispose)
-        app.state.engine = engine
-        app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
-
+        database = await stack.enter_async_context(open_database(settings))
+        app.state.database = database
         app.state.health = HealthChecks(
-            [database_check(engine)],
+            [database_check(database)],
             timeout=settings.health_check_timeout,
             cache_ttl=settings.health_cache_ttl,
         )
+{%- if cookiecutter.use_redis %}
+        app.state.redis = await stack.enter_async_context(open_redis(settings))
+        app.state.health.add(redis_check(app.state.redis))
+{%- endif %}
 
-        # After the engine and the checks exist; stopped before the engine is disposed:
+        # After the database and the checks exist; stopped before the database is closed:
         # runs in flight drain, then the leader lock is released.
         scheduler = JobScheduler(
             jobs=app.state.jobs,
             settings=settings,
-            sessionmaker=app.state.sessionmaker,
+            database=database,
             metrics=app.state.metrics,
             targets=app.state.heartbeat_targets,
         )
@@ -104,9 +110,13 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
         app,
         status_page_url=str(settings.status_page_url),
         retry_after=settings.retry_after,
-        unavailable_errors=DATABASE_UNAVAILABLE_ERRORS,
+        unavailable_errors=DATABASE_UNAVAILABLE_ERRORS
+        {%- if cookiecutter.use_redis %} + REDIS_UNAVAILABLE_ERRORS{% endif %},
     )
     app.add_middleware(HttpMetrics, metrics=app.state.metrics)
+    # Outermost of ours: the request ID exists before anything else logs, and every
+    # response, 503s included, returns it in X-Request-ID (see logs.py).
+    app.add_middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER)
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(items_router)
@@ -116,7 +126,11 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
 @cache
 def _default_app() -> FastAPI:
     try:
-        return create_app()
+        settings = load_settings()
+        # Here, not in create_app: the process's logging belongs to the process that
+        # serves (`python -m` or `uvicorn`), not to every app a test builds.
+        configure_logging(settings)
+        return create_app(settings)
     except ConfigurationError as error:
         # One line naming the setting, not a traceback: this is the operator's mistake.
         raise SystemExit(f"configuration error: {error}") from None

@@ -60,6 +60,9 @@ def serve(app: ASGIApp | str, options: ServerOptions) -> int:
                 else None
             ),
             log_level=options.log_level,
+            # uvicorn's loggers go through the app's handler (logs.configure_logging),
+            # so its access lines are JSON in production and carry the request ID.
+            log_config=None,
         )
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -18,6 +18,9 @@ from pydantic import Field, HttpUrl, ValidationError, field_validator, model_val
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./{{ cookiecutter.package_name }}.db"
+{%- if cookiecutter.use_redis %}
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+{%- endif %}
 DEFAULT_SECRETS_DIR = "/run/secrets/{{ cookiecutter.project_slug }}"
 ENV_FILE = ".env"
 
@@ -26,6 +29,14 @@ class Environment(enum.StrEnum):
     DEVELOPMENT = "development"
     STAGING = "staging"
     PRODUCTION = "production"
+
+
+class LogFormat(enum.StrEnum):
+    """How log lines are written (see ``logs.py``): ``auto`` is JSON outside development."""
+
+    AUTO = "auto"
+    JSON = "json"
+    TEXT = "text"
 
 
 class HeartbeatProtocol(enum.StrEnum):
@@ -73,6 +84,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.AUTO
 
     database_url: str | None = None
     database_pool_size: int = Field(default=5, ge=1)
@@ -99,6 +111,13 @@ class Settings(BaseSettings):
     heartbeat_retries: int = Field(default=2, ge=0, le=10)
 
     items_retention_days: int = Field(default=30, ge=1)
+{%- if cookiecutter.use_redis %}
+
+    redis_url: str | None = None
+    redis_max_connections: int = Field(default=10, ge=1)
+    redis_timeout: float = Field(default=2.0, gt=0)
+    items_cache_ttl: float = Field(default=60.0, gt=0)
+{%- endif %}
 
     @field_validator("database_url")
     @classmethod
@@ -121,12 +140,32 @@ class Settings(BaseSettings):
                 f"DATABASE_URL must be PostgreSQL when ENVIRONMENT={self.environment.value}, "
                 "not SQLite"
             )
+{%- if cookiecutter.use_redis %}
+        if self.redis_url is None:
+            raise ValueError(f"REDIS_URL is required when ENVIRONMENT={self.environment.value}")
+{%- endif %}
         return self
 
     @property
     def database_dsn(self) -> str:
-        """The SQLAlchemy URL in use: ``DATABASE_URL``, or the SQLite file in development."""
+        """The database URL in use: ``DATABASE_URL``, or the SQLite file in development."""
         return self.database_url or DEFAULT_SQLITE_URL
+{%- if cookiecutter.use_redis %}
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.strip().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value.strip()
+
+    @property
+    def redis_dsn(self) -> str:
+        """The Redis URL in use: ``REDIS_URL``, or the local Redis in development."""
+        return self.redis_url or DEFAULT_REDIS_URL
+{%- endif %}
 
     @property
     def show_health_details(self) -> bool:

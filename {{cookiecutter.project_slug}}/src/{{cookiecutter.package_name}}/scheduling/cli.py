@@ -14,9 +14,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from sqlalchemy.ext.asyncio import async_sessionmaker
-
-from ..db import create_engine
+from ..db import open_database
 from ..metrics import Metrics
 from ..settings import Settings
 from .heartbeat import Heartbeat, resolve_targets
@@ -97,23 +95,22 @@ async def run_job(job_id: str, *, jobs: JobRegistry, settings: Settings) -> RunO
         ConfigurationError: a job's heartbeat URL or protocol is invalid.
     """
     targets = resolve_targets((job.id for job in jobs), settings.heartbeat_protocol)
-    engine = create_engine(settings)
     metrics = Metrics()
     heartbeat = Heartbeat(
         metrics=metrics, timeout=settings.heartbeat_timeout, retries=settings.heartbeat_retries
     )
-    runner = JobRunner(
-        jobs=jobs,
-        targets=targets,
-        heartbeat=heartbeat,
-        states=JobStates(job.id for job in jobs),
-        metrics=metrics,
-        settings=settings,
-        sessionmaker=async_sessionmaker(engine, expire_on_commit=False),
-    )
     try:
-        return await runner.run(job_id)
+        async with open_database(settings) as database:
+            runner = JobRunner(
+                jobs=jobs,
+                targets=targets,
+                heartbeat=heartbeat,
+                states=JobStates(job.id for job in jobs),
+                metrics=metrics,
+                settings=settings,
+                database=database,
+            )
+            return await runner.run(job_id)
     finally:
         await heartbeat.drain(None)
         await heartbeat.aclose()
-        await engine.dispose()

@@ -5,7 +5,8 @@ every job. Instead only the process holding the lock runs the scheduler. A lock
 taken per run would not do: a short job finishes and unlocks before another
 replica's timer fires, and that replica runs the same fire again.
 
-The lock is held on a connection of its own (not from the pool), because a
+The lock is held on an asyncpg connection of its own (not from the ORM's pool,
+whichever ORM the service uses), because a
 session-level lock belongs to the session: it is released when the session ends,
 whoever ends it. Hence:
 
@@ -32,9 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
-from sqlalchemy.pool import NullPool
+import asyncpg
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ class AdvisoryLock:
     """A session-level advisory lock on a dedicated PostgreSQL connection.
 
     Args:
-        url: SQLAlchemy URL (``postgresql+asyncpg://``) of the service's database.
+        url: URL of the service's database, ``postgresql://`` or ``postgresql+asyncpg://``.
         key: the lock key, a signed 64-bit integer.
         timeout: seconds allowed to connect and for each statement.
         application_name: shown in ``pg_stat_activity`` for this connection.
@@ -61,18 +60,11 @@ class AdvisoryLock:
         self.key = key
         self.timeout = timeout
         self.last_error: str | None = None
-        # AUTOCOMMIT: no transaction is left open on a connection held for hours,
-        # which idle_in_transaction_session_timeout would kill.
-        self._engine = create_async_engine(
-            url,
-            poolclass=NullPool,
-            isolation_level="AUTOCOMMIT",
-            connect_args={
-                "timeout": timeout,
-                "server_settings": {"application_name": application_name, **KEEPALIVE_SETTINGS},
-            },
-        )
-        self._connection: AsyncConnection | None = None
+        self._dsn = libpq_url(url)
+        self._server_settings = {"application_name": application_name, **KEEPALIVE_SETTINGS}
+        # Statements outside a transaction block autocommit: no transaction is left open
+        # on a connection held for hours, which idle_in_transaction_session_timeout would kill.
+        self._connection: asyncpg.Connection | None = None
         self._held = False
         # One statement at a time: the periodic check and the per-run check share it.
         self._io = asyncio.Lock()
@@ -92,11 +84,13 @@ class AdvisoryLock:
             try:
                 async with asyncio.timeout(self.timeout * 2):
                     if self._connection is None:
-                        self._connection = await self._engine.connect()
-                    result = await self._connection.execute(
-                        text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}
+                        self._connection = await asyncpg.connect(
+                            self._dsn, timeout=self.timeout, server_settings=self._server_settings
+                        )
+                    locked = await self._connection.fetchval(
+                        "SELECT pg_try_advisory_lock($1)", self.key
                     )
-                    self._held = bool(result.scalar_one())
+                    self._held = bool(locked)
             except Exception as error:
                 await self._discard(error)
                 return False
@@ -113,7 +107,7 @@ class AdvisoryLock:
                 return False
             try:
                 async with asyncio.timeout(self.timeout):
-                    await self._connection.execute(text("SELECT 1"))
+                    await self._connection.fetchval("SELECT 1")
             except Exception as error:
                 await self._discard(error)
                 return False
@@ -131,12 +125,11 @@ class AdvisoryLock:
                     await connection.close()
             except Exception:
                 # A hung server: drop the socket; PostgreSQL frees the lock when it notices.
-                await connection.invalidate()
+                connection.terminate()
 
     async def aclose(self) -> None:
-        """Release the lock and dispose of the dedicated engine."""
+        """Release the lock and close its connection."""
         await self.release()
-        await self._engine.dispose()
 
     async def _discard(self, error: BaseException) -> None:
         first_failure = self.last_error is None
@@ -149,6 +142,12 @@ class AdvisoryLock:
         connection, self._connection = self._connection, None
         if connection is not None:
             try:
-                await connection.invalidate()
+                connection.terminate()
             except Exception as close_error:
                 logger.debug("dropping the lock connection failed: %r", close_error)
+
+
+def libpq_url(url: str) -> str:
+    """``url`` as asyncpg takes it: ``postgresql+asyncpg://`` becomes ``postgresql://``."""
+    scheme, separator, rest = url.partition("://")
+    return f"{scheme.split('+', 1)[0]}{separator}{rest}"

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.triggers.base import BaseTrigger
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ..db import Database
 from ..settings import Settings
 
 # Job ids become environment variable names (``<JOB_ID>_HEARTBEAT_URL``) and metric labels.
@@ -31,13 +31,14 @@ class JobContext:
     ``scheduled_at`` is the fire time the scheduler ran it for (UTC), or ``None`` when
     an operator ran it by hand (``jobs run``). ``run_id`` is also the heartbeat's
     ``rid``, so the monitor's events and the service's logs can be matched.
+    ``database`` is the service's database (``db.py``), as routes use it.
     """
 
     job_id: str
     run_id: uuid.UUID
     scheduled_at: datetime | None
     settings: Settings
-    sessionmaker: async_sessionmaker[AsyncSession]
+    database: Database
 
 
 JobFunction = Callable[[JobContext], Awaitable[None]]

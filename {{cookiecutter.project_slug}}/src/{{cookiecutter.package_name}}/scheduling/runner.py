@@ -20,8 +20,8 @@ from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ..db import Database
 from ..health.model import utcnow
 from ..metrics import Metrics
 from ..settings import Settings
@@ -66,14 +66,14 @@ class JobRunner:
         states: JobStates,
         metrics: Metrics,
         settings: Settings,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        database: Database,
     ) -> None:
         self.jobs = jobs
         self.targets = targets
         self.heartbeat = heartbeat
         self.states = states
         self.settings = settings
-        self.sessionmaker = sessionmaker
+        self.database = database
         heartbeat.hide_in_logs(target for target in targets.values() if target is not None)
         metrics.declare_jobs(job.id for job in jobs)
         self._series = {
@@ -122,7 +122,7 @@ class JobRunner:
             run_id=run_id,
             scheduled_at=scheduled_at,
             settings=self.settings,
-            sessionmaker=self.sessionmaker,
+            database=self.database,
         )
         began = time.perf_counter()
         try:

@@ -31,8 +31,8 @@ from typing import Any
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ..db import Database
 from ..health import HealthCheck
 from ..metrics import Metrics
 from ..settings import Settings
@@ -75,7 +75,7 @@ class JobScheduler:
         *,
         jobs: JobRegistry,
         settings: Settings,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        database: Database,
         metrics: Metrics,
         targets: Mapping[str, HeartbeatTarget | None],
     ) -> None:
@@ -94,7 +94,7 @@ class JobScheduler:
             states=self.states,
             metrics=metrics,
             settings=settings,
-            sessionmaker=sessionmaker,
+            database=database,
         )
         self.lock: AdvisoryLock | None = None
         if settings.database_dsn.startswith("postgresql"):

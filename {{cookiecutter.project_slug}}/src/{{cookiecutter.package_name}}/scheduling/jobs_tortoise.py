@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
 
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import CursorResult, delete
 
 from ..items.models import Item
 from .registry import JobContext, scheduled
@@ -28,12 +26,8 @@ async def cleanup_items(context: JobContext) -> None:
     # Measured from the fire time, so a late or repeated run deletes the same rows.
     reference = context.scheduled_at or datetime.now(UTC)
     cutoff = reference - timedelta(days=context.settings.items_retention_days)
-    # No ORM objects are loaded in this session: nothing to synchronise after the DELETE.
-    statement = delete(Item).where(Item.created_at < cutoff)
-    async with context.sessionmaker() as session, session.begin():
-        result = await session.execute(statement, execution_options={"synchronize_session": False})
-    # Session.execute is typed for SELECT; a DELETE's result is a CursorResult.
-    deleted = cast("CursorResult[Any]", result).rowcount
+    with context.database:
+        deleted = await Item.filter(created_at__lt=cutoff).delete()
     logger.info("cleanup_items deleted %d items created before %s", deleted, cutoff)
 
 

@@ -9,8 +9,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from fastapi import FastAPI
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from {{ cookiecutter.package_name }}.db import Database
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.metrics import Metrics
 from {{ cookiecutter.package_name }}.scheduling import JobContext, JobRegistry, default_jobs
@@ -19,6 +19,7 @@ from {{ cookiecutter.package_name }}.scheduling.runner import JobRunner, RunOutc
 from {{ cookiecutter.package_name }}.scheduling.state import JobStates
 
 from .conftest import make_settings
+from .database import isolated
 
 HOURLY = IntervalTrigger(hours=1)
 
@@ -71,31 +72,31 @@ def test_the_example_jobs_are_declared() -> None:
 async def test_cleanup_items_deletes_only_rows_past_the_retention(postgres_app: FastAPI) -> None:
     fire = datetime(2026, 3, 1, 3, 17, tzinfo=UTC)
     ages = {"expired": timedelta(days=30, minutes=1), "kept": timedelta(days=29, hours=23)}
-    async with postgres_app.state.engine.connect() as connection:
-        transaction = await connection.begin()
-        sessions = async_sessionmaker(
-            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-        )
-        async with sessions() as session, session.begin():
+    async with isolated(postgres_app) as database:
+        async with database.sessionmaker() as session, session.begin():
             session.add_all(Item(name=name, created_at=fire - age) for name, age in ages.items())
-        jobs = default_jobs()
-        metrics = Metrics()
-        heartbeat = Heartbeat(metrics=metrics, timeout=1.0, retries=0)
-        runner = JobRunner(
-            jobs=jobs,
-            targets={job.id: None for job in jobs},
-            heartbeat=heartbeat,
-            states=JobStates(job.id for job in jobs),
-            metrics=metrics,
-            settings=make_settings("sqlite://", items_retention_days=30),
-            sessionmaker=sessions,
-        )
-        try:
-            outcome = await runner.run("cleanup_items", scheduled_at=fire)
-            async with sessions() as session:
-                names = (await session.scalars(select(Item.name))).all()
-        finally:
-            await heartbeat.aclose()
-            await transaction.rollback()
+        outcome = await run_cleanup(database, fire)
+        async with database.sessionmaker() as session:
+            names = (await session.scalars(select(Item.name))).all()
     assert outcome is RunOutcome.SUCCESS
     assert names == ["kept"]
+
+
+async def run_cleanup(database: Database, fire: datetime) -> RunOutcome:
+    """Run ``cleanup_items`` for the fire time ``fire`` through the wrapper."""
+    jobs = default_jobs()
+    metrics = Metrics()
+    heartbeat = Heartbeat(metrics=metrics, timeout=1.0, retries=0)
+    runner = JobRunner(
+        jobs=jobs,
+        targets={job.id: None for job in jobs},
+        heartbeat=heartbeat,
+        states=JobStates(job.id for job in jobs),
+        metrics=metrics,
+        settings=make_settings("sqlite://", items_retention_days=30),
+        database=database,
+    )
+    try:
+        return await runner.run("cleanup_items", scheduled_at=fire)
+    finally:
+        await heartbeat.aclose()

@@ -1,9 +1,16 @@
-"""The SQLAlchemy async engine, sessions and the database readiness check."""
+"""The SQLAlchemy async engine, sessions and the database readiness check.
+
+``open_database`` starts the engine for the lifespan (and the jobs CLI); routes
+get a session per request through ``SessionDep``; jobs open sessions from
+``JobContext.database.sessionmaker``.
+"""
 
 from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -57,7 +64,26 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(url, **options)
 
 
-def database_check(engine: AsyncEngine) -> HealthCheck:
+@dataclass(frozen=True, slots=True)
+class Database:
+    """The service's database: the engine (and its pool) and the session factory on it."""
+
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[Database]:
+    """Create the engine for the block; dispose of it and its pool at the end."""
+    engine = create_engine(settings)
+    sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    try:
+        yield Database(engine=engine, sessionmaker=sessionmaker)
+    finally:
+        await engine.dispose()
+
+
+def database_check(database: Database) -> HealthCheck:
     """Readiness check: ``SELECT 1`` through the app's own pool.
 
     Pool checkout and query are bounded together by the health runner's timeout
@@ -65,7 +91,7 @@ def database_check(engine: AsyncEngine) -> HealthCheck:
     """
 
     async def select_one() -> None:
-        async with engine.connect() as connection:
+        async with database.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
     return HealthCheck(key="database:responseTime", component_type="datastore", run=select_one)
@@ -73,8 +99,8 @@ def database_check(engine: AsyncEngine) -> HealthCheck:
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """FastAPI dependency: one session per request, closed afterwards."""
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session:
+    database: Database = request.app.state.database
+    async with database.sessionmaker() as session:
         yield session
 
 

@@ -1,0 +1,164 @@
+"""Tortoise ORM: its context for the lifespan, the database readiness check and errors.
+
+``open_database`` initialises Tortoise for the lifespan (and the jobs CLI and the
+migrate command) in a ``TortoiseContext`` of the app's own, not a process-wide
+``register_tortoise``: tests run several apps in one process. Code that queries
+models runs inside that context: routes through ``DatabaseRoute``, jobs inside
+``with context.database:``.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from contextvars import ContextVar, Token
+from typing import Any, Self
+
+import asyncpg
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+from tortoise.backends.base.config_generator import expand_db_url
+from tortoise.context import TortoiseContext, _current_context
+from tortoise.exceptions import DBConnectionError
+
+from .health import HealthCheck
+from .settings import Settings
+
+# Modules holding the service's models. Aerich keeps its migration history in a
+# table of its own, so its model belongs to the same app.
+MODELS = ["{{ cookiecutter.package_name }}.items.models", "aerich.models"]
+
+# Errors that mean "the database cannot be reached right now", raised from a route:
+# the 503 handler answers them with Retry-After and the status page instead of a 500.
+DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    DBConnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
+)
+
+
+class Database(TortoiseContext):
+    """The app's Tortoise context: models are queried inside ``with database:``.
+
+    Safe to enter from concurrent requests and jobs: ``TortoiseContext`` keeps the
+    token of its last entry on the instance, so a context shared by overlapping
+    tasks would reset another task's entry; here each asyncio context keeps its own.
+
+    Tortoise builds each model's base query for one SQL dialect and keeps it on the
+    model class. Entering a context other than the one the models were last built
+    for (another app in the same process, as in tests that mix SQLite and
+    PostgreSQL) rebuilds them for this one; a service with one database never does.
+    """
+
+    def __enter__(self) -> Self:
+        _entries.set((*_entries.get(), _current_context.set(self)))
+        if _models_built_for[0] is not self and self.apps is not None:
+            # Tortoise has no public call for this: it is what its init does.
+            self.apps._build_initial_querysets()
+            _models_built_for[0] = self
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        *outer, token = _entries.get()
+        _entries.set(tuple(outer))
+        _current_context.reset(token)
+
+
+# The tokens of this asyncio context's entries into a Database, innermost last.
+_entries: ContextVar[tuple[Token[TortoiseContext | None], ...]] = ContextVar(
+    "database_entries", default=()
+)
+# The context the models' base queries were last built for.
+_models_built_for: list[Database | None] = [None]
+
+
+def tortoise_url(dsn: str) -> str:
+    """Tortoise's form of a normalised ``DATABASE_URL`` (see ``settings.py``).
+
+    ``postgresql+asyncpg://...`` becomes ``asyncpg://...`` and
+    ``sqlite+aiosqlite:///<path>`` becomes ``sqlite://<path>`` (``:memory:`` when
+    the path is empty).
+    """
+    scheme, _, rest = dsn.partition("://")
+    if scheme.startswith("sqlite"):
+        return f"sqlite://{rest.removeprefix('/') or ':memory:'}"
+    return f"asyncpg://{rest}"
+
+
+def tortoise_config(settings: Settings) -> dict[str, Any]:
+    """The Tortoise configuration of ``settings``, shared by the app and Aerich.
+
+    PostgreSQL uses asyncpg with a bounded pool (``DATABASE_POOL_SIZE`` plus
+    ``DATABASE_MAX_OVERFLOW`` connections, ``DATABASE_CONNECT_TIMEOUT`` seconds to
+    open one).
+    """
+    url = tortoise_url(settings.database_dsn)
+    connection: str | dict[str, Any] = url
+    if url.startswith("asyncpg://"):
+        connection = expand_db_url(url)
+        connection["credentials"] |= {
+            # No floor: asyncpg would log a traceback every second restoring it while
+            # the database is down, which readiness already reports.
+            "minsize": 0,
+            "maxsize": settings.database_pool_size + settings.database_max_overflow,
+            "timeout": settings.database_connect_timeout,
+        }
+    return {
+        "connections": {"default": connection},
+        "apps": {"models": {"models": MODELS, "default_connection": "default"}},
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[Database]:
+    """Initialise Tortoise for the block in a context of its own; close its pool at the end.
+
+    Nothing connects here: the pool opens on the first query, so the service starts
+    (and reports not ready) while the database is down.
+    """
+    context = Database()
+    with context:
+        await context.init(config=tortoise_config(settings))
+    _models_built_for[0] = context
+    try:
+        yield context
+    finally:
+        await context.close_connections()
+
+
+def database_check(database: Database) -> HealthCheck:
+    """Readiness check: ``SELECT 1`` through the app's own pool.
+
+    Pool checkout and query are bounded together by the health runner's timeout
+    (``HEALTH_CHECK_TIMEOUT``).
+    """
+
+    async def select_one() -> None:
+        await database.db().execute_query("SELECT 1")
+
+    return HealthCheck(key="database:responseTime", component_type="datastore", run=select_one)
+
+
+class DatabaseRoute(APIRoute):
+    """A route that runs inside the app's Tortoise context: ``APIRouter(route_class=...)``.
+
+    The context is entered around the whole route handler, in one task. A ``yield``
+    dependency would not do: FastAPI may close it in another ``contextvars``
+    context than the one it was entered in, where the reset fails.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def in_database(request: Request) -> Response:
+            database: Database = request.app.state.database
+            with database:
+                return await handler(request)
+
+        return in_database

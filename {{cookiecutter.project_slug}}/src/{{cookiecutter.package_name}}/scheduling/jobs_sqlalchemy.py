@@ -1,0 +1,46 @@
+"""The service's scheduled jobs. Declare a job here with ``@scheduled``; nothing else.
+
+Each job gets ``<JOB_ID>_HEARTBEAT_URL`` (optional), a ``/health`` check, metrics and
+one run per fire across all replicas. Give triggers an explicit ``timezone``:
+APScheduler 3 triggers otherwise use the host's local zone.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import CursorResult, delete
+
+from ..items.models import Item
+from .registry import JobContext, scheduled
+
+logger = logging.getLogger(__name__)
+
+
+# Daily, off the top of the hour when many other schedules pile onto a database.
+@scheduled("cleanup_items", CronTrigger(hour=3, minute=17, timezone=UTC), grace=timedelta(hours=1))
+async def cleanup_items(context: JobContext) -> None:
+    """Delete ``items`` rows created more than ``ITEMS_RETENTION_DAYS`` days ago."""
+    # Measured from the fire time, so a late or repeated run deletes the same rows.
+    reference = context.scheduled_at or datetime.now(UTC)
+    cutoff = reference - timedelta(days=context.settings.items_retention_days)
+    # No ORM objects are loaded in this session: nothing to synchronise after the DELETE.
+    statement = delete(Item).where(Item.created_at < cutoff)
+    async with context.database.sessionmaker() as session, session.begin():
+        result = await session.execute(statement, execution_options={"synchronize_session": False})
+    # Session.execute is typed for SELECT; a DELETE's result is a CursorResult.
+    deleted = cast("CursorResult[Any]", result).rowcount
+    logger.info("cleanup_items deleted %d items created before %s", deleted, cutoff)
+
+
+@scheduled(
+    "heartbeat_example",
+    IntervalTrigger(minutes=5, timezone=UTC),
+    grace=timedelta(minutes=5),
+)
+async def heartbeat_example(context: JobContext) -> None:
+    """Do nothing: the heartbeat is the point. Its monitor alerts when no replica schedules."""

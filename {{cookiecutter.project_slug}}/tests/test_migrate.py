@@ -1,0 +1,95 @@
+"""``python -m {{ cookiecutter.package_name }}.migrate``: Aerich migrations under the migration lock.
+
+Pods that start together all run it; the advisory lock makes them migrate one at a
+time, and all but the first find nothing to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from {{ cookiecutter.package_name }}.migrate import MIGRATION_LOCK_KEY
+from {{ cookiecutter.package_name }}.scheduling.leader import libpq_url
+
+from .conftest import ADMIN_URL, execute, fetch
+from .database import PROJECT_ROOT
+
+
+@pytest.fixture
+async def empty_database() -> AsyncIterator[str]:
+    """URL of a new, empty database, dropped afterwards."""
+    name = f"test_migrate_{uuid.uuid4().hex[:12]}"
+    try:
+        await execute(ADMIN_URL, f'CREATE DATABASE "{name}"')
+    except (OSError, Exception) as error:
+        message = f"PostgreSQL at TEST_DATABASE_URL is not available: {type(error).__name__}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        await execute(ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def start_migrate(database_url: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "{{ cookiecutter.package_name }}.migrate",
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DATABASE_URL": database_url, "ENVIRONMENT": "development"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+async def test_concurrent_runs_apply_each_migration_once(empty_database: str) -> None:
+    processes = [await start_migrate(empty_database) for _ in range(3)]
+    outputs = await asyncio.gather(*(process.communicate() for process in processes))
+    for process, (output, _) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, output.decode()
+    history = await fetch(empty_database, "SELECT version FROM aerich")
+    assert len(history) == 1, history
+    assert await fetch(empty_database, "SELECT * FROM items") == []
+    applied = [output.decode() for output, _ in outputs]
+    assert sum("applied 1 migration(s)" in text for text in applied) == 1, applied
+    assert sum("applied 0 migration(s)" in text for text in applied) == 2, applied
+
+
+async def test_a_run_waits_for_the_migration_lock(empty_database: str) -> None:
+    holder = await asyncpg.connect(libpq_url(empty_database))
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        process = await start_migrate(empty_database)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(process.wait()), 2)
+        (row,) = await fetch(empty_database, "SELECT to_regclass('items') IS NULL AS missing")
+        assert row["missing"], "nothing is migrated while another run holds the lock"
+    finally:
+        await holder.close()
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, output.decode()
+    assert len(await fetch(empty_database, "SELECT version FROM aerich")) == 1
+
+
+async def test_a_configuration_error_exits_2_with_one_line() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "{{ cookiecutter.package_name }}.migrate",
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "ENVIRONMENT": "production", "DATABASE_URL": ""},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2
+    assert err.decode().strip().startswith("configuration error: DATABASE_URL is required")

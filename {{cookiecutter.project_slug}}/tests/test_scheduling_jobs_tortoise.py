@@ -1,0 +1,104 @@
+"""The registry, and the example jobs run through the wrapper on the real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from fastapi import FastAPI
+
+from {{ cookiecutter.package_name }}.db import Database
+from {{ cookiecutter.package_name }}.items.models import Item
+from {{ cookiecutter.package_name }}.metrics import Metrics
+from {{ cookiecutter.package_name }}.scheduling import JobContext, JobRegistry, default_jobs
+from {{ cookiecutter.package_name }}.scheduling.heartbeat import Heartbeat
+from {{ cookiecutter.package_name }}.scheduling.runner import JobRunner, RunOutcome
+from {{ cookiecutter.package_name }}.scheduling.state import JobStates
+
+from .conftest import make_settings
+from .database import isolated
+
+HOURLY = IntervalTrigger(hours=1)
+
+
+async def nothing(context: JobContext) -> None:
+    """Does nothing."""
+
+
+@pytest.mark.parametrize(
+    ("job_id", "trigger", "grace", "message"),
+    [
+        ("Nightly", HOURLY, timedelta(hours=1), "must match"),
+        ("nightly-report", HOURLY, timedelta(hours=1), "must match"),
+        ("9lives", HOURLY, timedelta(hours=1), "must match"),
+        ("nightly", "0 2 * * *", timedelta(hours=1), "must be an APScheduler trigger"),
+        ("nightly", HOURLY, timedelta(0), "grace must be positive"),
+    ],
+)
+def test_registry_refuses_bad_declarations(
+    job_id: str, trigger: object, grace: timedelta, message: str
+) -> None:
+    jobs = JobRegistry("test")
+    with pytest.raises(ValueError, match=message):
+        jobs.scheduled(job_id, trigger, grace=grace)(nothing)
+
+
+def test_registry_refuses_a_duplicate_id() -> None:
+    jobs = JobRegistry("test")
+    jobs.scheduled("nightly", HOURLY, grace=timedelta(hours=1))(nothing)
+    with pytest.raises(ValueError, match="already registered"):
+        jobs.scheduled("nightly", CronTrigger(hour=2), grace=timedelta(hours=1))(nothing)
+    assert [job.id for job in jobs] == ["nightly"]
+    assert jobs.get("nightly").description == "Does nothing."
+
+
+def test_lock_key_is_a_stable_bigint_per_registry_name() -> None:
+    key = JobRegistry("{{ cookiecutter.project_slug }}").lock_key
+    assert key == JobRegistry("{{ cookiecutter.project_slug }}").lock_key
+    assert -(2**63) <= key < 2**63
+    assert key != JobRegistry("another-service").lock_key
+    assert default_jobs().lock_key == key
+
+
+def test_the_example_jobs_are_declared() -> None:
+    jobs = default_jobs()
+    assert [job.id for job in jobs] == ["cleanup_items", "heartbeat_example"]
+    assert jobs.get("cleanup_items").grace == timedelta(hours=1)
+
+
+async def test_cleanup_items_deletes_only_rows_past_the_retention(postgres_app: FastAPI) -> None:
+    fire = datetime(2026, 3, 1, 3, 17, tzinfo=UTC)
+    ages = {"expired": timedelta(days=30, minutes=1), "kept": timedelta(days=29, hours=23)}
+    async with isolated(postgres_app) as database:
+        with database:
+            for name, age in ages.items():
+                item = await Item.create(name=name)
+                # auto_now_add sets created_at on insert: backdate it afterwards.
+                await Item.filter(id=item.id).update(created_at=fire - age)
+        outcome = await run_cleanup(database, fire)
+        with database:
+            names = [item.name for item in await Item.all()]
+    assert outcome is RunOutcome.SUCCESS
+    assert names == ["kept"]
+
+
+async def run_cleanup(database: Database, fire: datetime) -> RunOutcome:
+    """Run ``cleanup_items`` for the fire time ``fire`` through the wrapper."""
+    jobs = default_jobs()
+    metrics = Metrics()
+    heartbeat = Heartbeat(metrics=metrics, timeout=1.0, retries=0)
+    runner = JobRunner(
+        jobs=jobs,
+        targets={job.id: None for job in jobs},
+        heartbeat=heartbeat,
+        states=JobStates(job.id for job in jobs),
+        metrics=metrics,
+        settings=make_settings("sqlite://", items_retention_days=30),
+        database=database,
+    )
+    try:
+        return await runner.run("cleanup_items", scheduled_at=fire)
+    finally:
+        await heartbeat.aclose()
