@@ -64,6 +64,11 @@ SHADOWED_MODULES = frozenset(
 ORMS = ("sqlalchemy", "tortoise")
 
 
+# The longest package name the generated project's imports and strings are formatted
+# for (ruff format, 100 columns); tests/test_project.py bakes one this long.
+MAX_PACKAGE_NAME = 40
+
+
 def check_dns_label(field: str, value: str) -> str | None:
     if len(value) > 63:
         return f"{field}: {value!r} is longer than 63 characters (DNS-1123 label)"
@@ -84,6 +89,11 @@ def check_package_name(field: str, value: str) -> str | None:
         return f"{field}: {value!r} would shadow the module {value!r} that the service imports"
     if value != value.lower():
         return f"{field}: {value!r} must be lowercase (PEP 8 package name)"
+    if len(value) > MAX_PACKAGE_NAME:
+        return (
+            f"{field}: {value!r} is longer than {MAX_PACKAGE_NAME} characters "
+            "(PEP 8: short names; the generated code is formatted for at most that)"
+        )
     return None
 
 

@@ -32,6 +32,7 @@ BAD_ANSWERS: list[tuple[dict[str, Any], str, str]] = [
     ({"package_name": "test"}, "package_name", "shadow"),
     ({"package_name": "asyncio"}, "package_name", "shadow"),
     ({"package_name": "MyService"}, "package_name", "lowercase"),
+    ({"package_name": "a" * 41}, "package_name", "longer than 40"),
     ({"status_page_url": "status.example.com"}, "status_page_url", "absolute http(s) URL"),
     ({"status_page_url": "ftp://status.example.com"}, "status_page_url", "absolute http(s)"),
     ({"status_page_url": "/status"}, "status_page_url", "absolute http(s) URL"),

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from .conftest import Project
+from .conftest import Project, find_python, install, require
+
+MAX_PACKAGE_NAME = 40  # hooks/pre_gen_project.py
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -44,3 +48,42 @@ def test_the_projects_own_suite_passes_against_real_services(project: Project) -
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
     assert " passed" in summary, summary
     assert "skipped" not in summary, summary
+
+
+# Bakes at the edges of what the prompts accept: the longest package name, the oldest
+# and the newest Python. Only the static checks: the combinations above run the tests.
+EDGE_BAKES = [
+    {
+        "project_name": "Acme Invoice Reconciliation Settlement X",
+        # The longest slug a DNS-1123 label allows, with the longest package name.
+        "project_slug": "acme-invoice-reconciliation-settlement-and-payments-api-svc-x01",
+        "package_name": "acme_invoice_reconciliation_settlement_x",
+        "python_version": "3.11",
+        "orm": "tortoise",
+        "use_redis": True,
+    },
+    {
+        "project_name": "Acme Invoice Reconciliation Settlement Y",
+        "python_version": "3.13",
+        "orm": "sqlalchemy",
+        "use_redis": True,
+    },
+]
+
+
+@pytest.mark.parametrize(
+    "answers", EDGE_BAKES, ids=[f"python:{bake['python_version']}" for bake in EDGE_BAKES]
+)
+def test_edge_bakes_pass_static_checks(answers: dict[str, object], cookies: Any) -> None:
+    result = cookies.bake(extra_context=answers)
+    assert result.exit_code == 0, result.exception
+    path = Path(result.project_path)
+    package = next(child.name for child in (path / "src").iterdir() if child.is_dir())
+    assert len(package) == MAX_PACKAGE_NAME
+    version = str(answers["python_version"])
+    require(find_python(version) is not None, f"no Python {version} on this machine")
+    install(path, version)
+    project = Project(path=path, context={"package_name": package, **answers})
+    for argv in (["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]):
+        checked = project.run(argv)
+        assert checked.returncode == 0, f"{' '.join(argv)}:\n{checked.stdout}{checked.stderr}"

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from {{ cookiecutter.package_name }}.db import Base
-from {{ cookiecutter.package_name }}.items import models as _items  # noqa: F401  (registers the table)
+from {{ cookiecutter.package_name }}.items import models as _items  # noqa: F401 (registers items)
 from {{ cookiecutter.package_name }}.settings import load_settings
 
 config = context.config
@@ -29,8 +29,11 @@ target_metadata = Base.metadata
 
 # Key of the advisory lock that serialises migration runs: a signed 64-bit number
 # derived from the project, so services sharing one PostgreSQL do not block each other.
+MIGRATION_LOCK_NAME = b"{{ cookiecutter.project_slug }}:migrations"
 MIGRATION_LOCK_KEY = int.from_bytes(
-    hashlib.sha256(b"{{ cookiecutter.project_slug }}:alembic").digest()[:8], "big", signed=True
+    hashlib.blake2b(MIGRATION_LOCK_NAME, digest_size=8).digest(),
+    "big",
+    signed=True,
 )
 
 

@@ -35,11 +35,20 @@ from pytest_httpserver import HTTPServer
 
 from {{ cookiecutter.package_name }}.db import Database
 from {{ cookiecutter.package_name }}.metrics import Metrics
-from {{ cookiecutter.package_name }}.scheduling import JobContext, JobRegistry
-from {{ cookiecutter.package_name }}.scheduling.heartbeat import Heartbeat, HeartbeatTarget
+from {{ cookiecutter.package_name }}.scheduling import (
+    JobContext,
+    JobRegistry,
+)
+from {{ cookiecutter.package_name }}.scheduling.heartbeat import (
+    Heartbeat,
+    HeartbeatTarget,
+)
 from {{ cookiecutter.package_name }}.scheduling.runner import JobRunner
 from {{ cookiecutter.package_name }}.scheduling.state import JobStates
-from {{ cookiecutter.package_name }}.settings import HeartbeatProtocol, Settings
+from {{ cookiecutter.package_name }}.settings import (
+    HeartbeatProtocol,
+    Settings,
+)
 
 ROUNDS = 10
 # Runs timed together before their pings are delivered: two pings each, below the

@@ -29,7 +29,10 @@ from pytest_httpserver import HTTPServer
 
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.scheduling.leader import libpq_url
-from {{ cookiecutter.package_name }}.settings import Settings, normalize_database_url
+from {{ cookiecutter.package_name }}.settings import (
+    Settings,
+    normalize_database_url,
+)
 
 from .database import isolated, migrate
 

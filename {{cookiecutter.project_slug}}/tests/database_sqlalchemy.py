@@ -13,7 +13,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from {{ cookiecutter.package_name }}.db import Database, get_session
+from {{ cookiecutter.package_name }}.db import (
+    Database,
+    get_session,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

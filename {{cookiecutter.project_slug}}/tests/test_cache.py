@@ -24,7 +24,10 @@ from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.items.cache import KEY_PREFIX
 from {{ cookiecutter.package_name }}.main import create_app
-from {{ cookiecutter.package_name }}.settings import ConfigurationError, load_settings
+from {{ cookiecutter.package_name }}.settings import (
+    ConfigurationError,
+    load_settings,
+)
 
 from .conftest import TEST_REDIS_URL, app_client, execute, make_settings, wait_until
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from {{ cookiecutter.package_name }}.health import CheckResult, HealthCheck, HealthChecks, Status
+from {{ cookiecutter.package_name }}.health import (
+    CheckResult,
+    HealthCheck,
+    HealthChecks,
+    Status,
+)
 
 
 class CountingCheck:

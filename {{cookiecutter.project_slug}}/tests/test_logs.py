@@ -31,7 +31,10 @@ from {{ cookiecutter.package_name }}.logs import (
     configure_logging,
     uses_json,
 )
-from {{ cookiecutter.package_name }}.main import REQUEST_ID_HEADER, create_app
+from {{ cookiecutter.package_name }}.main import (
+    REQUEST_ID_HEADER,
+    create_app,
+)
 from {{ cookiecutter.package_name }}.scheduling import JobRegistry
 from {{ cookiecutter.package_name }}.settings import Settings
 

@@ -15,7 +15,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from {{ cookiecutter.package_name }}.health import Status
 from {{ cookiecutter.package_name }}.main import create_app
-from {{ cookiecutter.package_name }}.scheduling import JobContext, JobRegistry
+from {{ cookiecutter.package_name }}.scheduling import (
+    JobContext,
+    JobRegistry,
+)
 from {{ cookiecutter.package_name }}.scheduling.health import assess_job
 from {{ cookiecutter.package_name }}.scheduling.state import JobState
 

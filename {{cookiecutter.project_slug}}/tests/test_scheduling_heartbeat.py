@@ -22,16 +22,26 @@ from werkzeug import Request, Response
 
 from {{ cookiecutter.package_name }}.db import Database
 from {{ cookiecutter.package_name }}.metrics import Metrics
-from {{ cookiecutter.package_name }}.scheduling import JobContext, JobRegistry
+from {{ cookiecutter.package_name }}.scheduling import (
+    JobContext,
+    JobRegistry,
+)
 from {{ cookiecutter.package_name }}.scheduling.heartbeat import (
     FAILURE_BODY_LIMIT,
     Heartbeat,
     HeartbeatTarget,
     resolve_targets,
 )
-from {{ cookiecutter.package_name }}.scheduling.runner import JobRunner, RunOutcome
+from {{ cookiecutter.package_name }}.scheduling.runner import (
+    JobRunner,
+    RunOutcome,
+)
 from {{ cookiecutter.package_name }}.scheduling.state import JobStates
-from {{ cookiecutter.package_name }}.settings import ConfigurationError, HeartbeatProtocol, Settings
+from {{ cookiecutter.package_name }}.settings import (
+    ConfigurationError,
+    HeartbeatProtocol,
+    Settings,
+)
 
 from .conftest import wait_until
 

@@ -12,9 +12,16 @@ from fastapi import FastAPI
 from {{ cookiecutter.package_name }}.db import Database
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.metrics import Metrics
-from {{ cookiecutter.package_name }}.scheduling import JobContext, JobRegistry, default_jobs
+from {{ cookiecutter.package_name }}.scheduling import (
+    JobContext,
+    JobRegistry,
+    default_jobs,
+)
 from {{ cookiecutter.package_name }}.scheduling.heartbeat import Heartbeat
-from {{ cookiecutter.package_name }}.scheduling.runner import JobRunner, RunOutcome
+from {{ cookiecutter.package_name }}.scheduling.runner import (
+    JobRunner,
+    RunOutcome,
+)
 from {{ cookiecutter.package_name }}.scheduling.state import JobStates
 
 from .conftest import make_settings
@@ -55,8 +62,9 @@ def test_registry_refuses_a_duplicate_id() -> None:
 
 
 def test_lock_key_is_a_stable_bigint_per_registry_name() -> None:
-    key = JobRegistry("{{ cookiecutter.project_slug }}").lock_key
-    assert key == JobRegistry("{{ cookiecutter.project_slug }}").lock_key
+    name = "{{ cookiecutter.project_slug }}"
+    key = JobRegistry(name).lock_key
+    assert key == JobRegistry(name).lock_key
     assert -(2**63) <= key < 2**63
     assert key != JobRegistry("another-service").lock_key
     assert default_jobs().lock_key == key

@@ -27,7 +27,10 @@ from fastapi import FastAPI
 from pytest_httpserver import HTTPServer
 
 from {{ cookiecutter.package_name }}.main import create_app
-from {{ cookiecutter.package_name }}.scheduling import JobContext, JobRegistry
+from {{ cookiecutter.package_name }}.scheduling import (
+    JobContext,
+    JobRegistry,
+)
 
 from .conftest import app_client, execute, fetch, make_settings, wait_until
 

@@ -17,7 +17,10 @@ from pytest_httpserver import HTTPServer
 
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.metrics import Metrics
-from {{ cookiecutter.package_name }}.scheduling import JobContext, JobRegistry
+from {{ cookiecutter.package_name }}.scheduling import (
+    JobContext,
+    JobRegistry,
+)
 
 from .conftest import make_settings, wait_until
 

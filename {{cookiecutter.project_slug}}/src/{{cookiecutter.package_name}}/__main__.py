@@ -23,7 +23,9 @@ from .settings import ConfigurationError, load_settings
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the process exit status."""
-    parser = argparse.ArgumentParser(prog="python -m {{ cookiecutter.package_name }}")
+    parser = argparse.ArgumentParser(
+        prog="python -m {{ cookiecutter.package_name }}",
+    )
     commands = parser.add_subparsers(dest="command", metavar="{serve,jobs}")
     serve_parser = commands.add_parser("serve", help="serve the API on HOST:PORT (the default)")
     add_serve_options(serve_parser)

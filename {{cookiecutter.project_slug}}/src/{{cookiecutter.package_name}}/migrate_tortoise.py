@@ -33,8 +33,9 @@ LOCATION = Path("migrations")
 APP = "models"
 # Key of the advisory lock that serialises migration runs: a signed 64-bit number
 # derived from the project, so services sharing one PostgreSQL do not block each other.
+MIGRATION_LOCK_NAME = b"{{ cookiecutter.project_slug }}:migrations"
 MIGRATION_LOCK_KEY = int.from_bytes(
-    hashlib.blake2b(b"{{ cookiecutter.project_slug }}:migrations", digest_size=8).digest(),
+    hashlib.blake2b(MIGRATION_LOCK_NAME, digest_size=8).digest(),
     "big",
     signed=True,
 )

@@ -43,7 +43,8 @@ from ..settings import ConfigurationError, HeartbeatProtocol, runtime_setting
 logger = logging.getLogger(__name__)
 
 FAILURE_BODY_LIMIT = 10_000
-USER_AGENT = f"{{ cookiecutter.project_slug }}/{__version__} heartbeat"
+SERVICE_ID = "{{ cookiecutter.project_slug }}"
+USER_AGENT = f"{SERVICE_ID}/{__version__} heartbeat"
 # Pings waiting or in flight at once; beyond it new pings are dropped, so a monitor
 # that hangs for hours cannot make a frequent job pile up tasks and sockets.
 MAX_PENDING_PINGS = 100
