@@ -19,6 +19,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -46,10 +47,13 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 {%- endif %}
 
 
-@pytest.fixture(scope="session")
-async def postgres_url() -> AsyncIterator[str]:
-    """URL of a migrated throwaway database, dropped when the session ends."""
-    name = f"test_{{ cookiecutter.package_name }}_{uuid.uuid4().hex[:12]}"
+@asynccontextmanager
+async def throwaway_database(prefix: str) -> AsyncIterator[str]:
+    """A new, empty database on ``TEST_DATABASE_URL``'s server; yields its URL, then drops it.
+
+    Skips the test when PostgreSQL does not answer, and fails it when ``CI=true``.
+    """
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         await execute(ADMIN_URL, f'CREATE DATABASE "{name}"')
     except (OSError, Exception) as error:
@@ -57,12 +61,18 @@ async def postgres_url() -> AsyncIterator[str]:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     try:
-        await migrate(url)
-        yield url
+        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:
         await execute(ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+async def postgres_url() -> AsyncIterator[str]:
+    """URL of a migrated throwaway database, dropped when the session ends."""
+    async with throwaway_database("test_{{ cookiecutter.package_name }}") as url:
+        await migrate(url)
+        yield url
 
 
 async def execute(database_url: str, statement: str, *args: object) -> None:

@@ -21,9 +21,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("items",)
 
 
-async def migrate(database_url: str) -> None:
-    """Run ``python -m {{ cookiecutter.package_name }}.migrate`` against ``database_url``."""
-    process = await asyncio.create_subprocess_exec(
+async def start_migrate(database_url: str) -> asyncio.subprocess.Process:
+    """Start ``python -m {{ cookiecutter.package_name }}.migrate`` against ``database_url``."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "{{ cookiecutter.package_name }}.migrate",
@@ -32,6 +32,11 @@ async def migrate(database_url: str) -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
+
+
+async def migrate(database_url: str) -> None:
+    """Apply the migrations to ``database_url`` as an operator would; asserts success."""
+    process = await start_migrate(database_url)
     output, _ = await process.communicate()
     assert process.returncode == 0, output.decode()
 

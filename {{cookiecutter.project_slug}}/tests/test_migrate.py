@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -18,37 +17,15 @@ import pytest
 from {{ cookiecutter.package_name }}.migrate import MIGRATION_LOCK_KEY
 from {{ cookiecutter.package_name }}.scheduling.leader import libpq_url
 
-from .conftest import ADMIN_URL, execute, fetch
-from .database import PROJECT_ROOT
+from .conftest import fetch, throwaway_database
+from .database import PROJECT_ROOT, start_migrate
 
 
 @pytest.fixture
 async def empty_database() -> AsyncIterator[str]:
     """URL of a new, empty database, dropped afterwards."""
-    name = f"test_migrate_{uuid.uuid4().hex[:12]}"
-    try:
-        await execute(ADMIN_URL, f'CREATE DATABASE "{name}"')
-    except (OSError, Exception) as error:
-        message = f"PostgreSQL at TEST_DATABASE_URL is not available: {type(error).__name__}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        await execute(ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-async def start_migrate(database_url: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "{{ cookiecutter.package_name }}.migrate",
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "DATABASE_URL": database_url, "ENVIRONMENT": "development"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    async with throwaway_database("test_migrate") as url:
+        yield url
 
 
 async def test_concurrent_runs_apply_each_migration_once(empty_database: str) -> None:

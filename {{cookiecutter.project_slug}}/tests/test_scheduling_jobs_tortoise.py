@@ -1,22 +1,15 @@
-"""The registry, and the example jobs run through the wrapper on the real PostgreSQL."""
+"""The example jobs, run through the wrapper on the real PostgreSQL."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 from fastapi import FastAPI
 
 from {{ cookiecutter.package_name }}.db import Database
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.metrics import Metrics
-from {{ cookiecutter.package_name }}.scheduling import (
-    JobContext,
-    JobRegistry,
-    default_jobs,
-)
+from {{ cookiecutter.package_name }}.scheduling import default_jobs
 from {{ cookiecutter.package_name }}.scheduling.heartbeat import Heartbeat
 from {{ cookiecutter.package_name }}.scheduling.runner import (
     JobRunner,
@@ -26,54 +19,6 @@ from {{ cookiecutter.package_name }}.scheduling.state import JobStates
 
 from .conftest import make_settings
 from .database import isolated
-
-HOURLY = IntervalTrigger(hours=1)
-
-
-async def nothing(context: JobContext) -> None:
-    """Does nothing."""
-
-
-@pytest.mark.parametrize(
-    ("job_id", "trigger", "grace", "message"),
-    [
-        ("Nightly", HOURLY, timedelta(hours=1), "must match"),
-        ("nightly-report", HOURLY, timedelta(hours=1), "must match"),
-        ("9lives", HOURLY, timedelta(hours=1), "must match"),
-        ("nightly", "0 2 * * *", timedelta(hours=1), "must be an APScheduler trigger"),
-        ("nightly", HOURLY, timedelta(0), "grace must be positive"),
-    ],
-)
-def test_registry_refuses_bad_declarations(
-    job_id: str, trigger: object, grace: timedelta, message: str
-) -> None:
-    jobs = JobRegistry("test")
-    with pytest.raises(ValueError, match=message):
-        jobs.scheduled(job_id, trigger, grace=grace)(nothing)
-
-
-def test_registry_refuses_a_duplicate_id() -> None:
-    jobs = JobRegistry("test")
-    jobs.scheduled("nightly", HOURLY, grace=timedelta(hours=1))(nothing)
-    with pytest.raises(ValueError, match="already registered"):
-        jobs.scheduled("nightly", CronTrigger(hour=2), grace=timedelta(hours=1))(nothing)
-    assert [job.id for job in jobs] == ["nightly"]
-    assert jobs.get("nightly").description == "Does nothing."
-
-
-def test_lock_key_is_a_stable_bigint_per_registry_name() -> None:
-    name = "{{ cookiecutter.project_slug }}"
-    key = JobRegistry(name).lock_key
-    assert key == JobRegistry(name).lock_key
-    assert -(2**63) <= key < 2**63
-    assert key != JobRegistry("another-service").lock_key
-    assert default_jobs().lock_key == key
-
-
-def test_the_example_jobs_are_declared() -> None:
-    jobs = default_jobs()
-    assert [job.id for job in jobs] == ["cleanup_items", "heartbeat_example"]
-    assert jobs.get("cleanup_items").grace == timedelta(hours=1)
 
 
 async def test_cleanup_items_deletes_only_rows_past_the_retention(postgres_app: FastAPI) -> None:
