@@ -1,7 +1,7 @@
 """Logging: one handler for every logger, JSON lines or readable text, with request IDs.
 
 ``configure_logging(settings)`` sends every log record of the process (the
-service's, uvicorn's server and access logs, SQLAlchemy's, APScheduler's)
+service's, uvicorn's server and access logs, the database layer's, APScheduler's)
 through one handler on the root logger:
 
 - JSON lines (python-json-logger) in staging and production, one object per line
