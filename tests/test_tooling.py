@@ -49,13 +49,19 @@ def tool(name: str) -> str:
     return found
 
 
+# Set when the suite itself runs under `make test`: a nested make would then print
+# "make[1]: Entering directory" lines that a developer's `make help` does not.
+PARENT_MAKE_VARIABLES = ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")
+
+
 def run(
     argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
+    inherited = {k: v for k, v in os.environ.items() if k not in PARENT_MAKE_VARIABLES}
     return subprocess.run(
         list(argv),
         cwd=cwd,
-        env={**os.environ, **(env or {})},
+        env={**inherited, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
