@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -28,8 +29,17 @@ import pytest
 from fastapi import FastAPI
 from pytest_httpserver import HTTPServer
 
+from {{ cookiecutter.package_name }}.db import Database
 from {{ cookiecutter.package_name }}.main import create_app
+from {{ cookiecutter.package_name }}.metrics import Metrics
+from {{ cookiecutter.package_name }}.scheduling import default_jobs
+from {{ cookiecutter.package_name }}.scheduling.heartbeat import Heartbeat
 from {{ cookiecutter.package_name }}.scheduling.leader import libpq_url
+from {{ cookiecutter.package_name }}.scheduling.runner import (
+    JobRunner,
+    RunOutcome,
+)
+from {{ cookiecutter.package_name }}.scheduling.state import JobStates
 from {{ cookiecutter.package_name }}.settings import (
     Settings,
     normalize_database_url,
@@ -109,6 +119,29 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+async def run_job(database: Database, job_id: str, *, scheduled_at: datetime) -> RunOutcome:
+    """Run the example job ``job_id`` once through the wrapper, for the fire time given.
+
+    No heartbeat URL and fresh metrics: the run's own outcome is what is returned.
+    """
+    jobs = default_jobs()
+    metrics = Metrics()
+    heartbeat = Heartbeat(metrics=metrics, timeout=1.0, retries=0)
+    runner = JobRunner(
+        jobs=jobs,
+        targets={job.id: None for job in jobs},
+        heartbeat=heartbeat,
+        states=JobStates(job.id for job in jobs),
+        metrics=metrics,
+        settings=make_settings("sqlite://", items_retention_days=30),
+        database=database,
+    )
+    try:
+        return await runner.run(job_id, scheduled_at=scheduled_at)
+    finally:
+        await heartbeat.aclose()
 
 
 @pytest.fixture(scope="session")

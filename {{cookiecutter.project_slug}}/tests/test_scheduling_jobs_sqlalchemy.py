@@ -7,18 +7,10 @@ from datetime import UTC, datetime, timedelta
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from {{ cookiecutter.package_name }}.db import Database
 from {{ cookiecutter.package_name }}.items.models import Item
-from {{ cookiecutter.package_name }}.metrics import Metrics
-from {{ cookiecutter.package_name }}.scheduling import default_jobs
-from {{ cookiecutter.package_name }}.scheduling.heartbeat import Heartbeat
-from {{ cookiecutter.package_name }}.scheduling.runner import (
-    JobRunner,
-    RunOutcome,
-)
-from {{ cookiecutter.package_name }}.scheduling.state import JobStates
+from {{ cookiecutter.package_name }}.scheduling.runner import RunOutcome
 
-from .conftest import make_settings
+from .conftest import run_job
 from .database import isolated
 
 
@@ -28,28 +20,8 @@ async def test_cleanup_items_deletes_only_rows_past_the_retention(postgres_app: 
     async with isolated(postgres_app) as database:
         async with database.sessionmaker() as session, session.begin():
             session.add_all(Item(name=name, created_at=fire - age) for name, age in ages.items())
-        outcome = await run_cleanup(database, fire)
+        outcome = await run_job(database, "cleanup_items", scheduled_at=fire)
         async with database.sessionmaker() as session:
             names = (await session.scalars(select(Item.name))).all()
     assert outcome is RunOutcome.SUCCESS
     assert names == ["kept"]
-
-
-async def run_cleanup(database: Database, fire: datetime) -> RunOutcome:
-    """Run ``cleanup_items`` for the fire time ``fire`` through the wrapper."""
-    jobs = default_jobs()
-    metrics = Metrics()
-    heartbeat = Heartbeat(metrics=metrics, timeout=1.0, retries=0)
-    runner = JobRunner(
-        jobs=jobs,
-        targets={job.id: None for job in jobs},
-        heartbeat=heartbeat,
-        states=JobStates(job.id for job in jobs),
-        metrics=metrics,
-        settings=make_settings("sqlite://", items_retention_days=30),
-        database=database,
-    )
-    try:
-        return await runner.run("cleanup_items", scheduled_at=fire)
-    finally:
-        await heartbeat.aclose()

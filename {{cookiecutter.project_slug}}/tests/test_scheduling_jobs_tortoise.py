@@ -6,18 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 
-from {{ cookiecutter.package_name }}.db import Database
 from {{ cookiecutter.package_name }}.items.models import Item
-from {{ cookiecutter.package_name }}.metrics import Metrics
-from {{ cookiecutter.package_name }}.scheduling import default_jobs
-from {{ cookiecutter.package_name }}.scheduling.heartbeat import Heartbeat
-from {{ cookiecutter.package_name }}.scheduling.runner import (
-    JobRunner,
-    RunOutcome,
-)
-from {{ cookiecutter.package_name }}.scheduling.state import JobStates
+from {{ cookiecutter.package_name }}.scheduling.runner import RunOutcome
 
-from .conftest import make_settings
+from .conftest import run_job
 from .database import isolated
 
 
@@ -30,28 +22,8 @@ async def test_cleanup_items_deletes_only_rows_past_the_retention(postgres_app: 
                 item = await Item.create(name=name)
                 # auto_now_add sets created_at on insert: backdate it afterwards.
                 await Item.filter(id=item.id).update(created_at=fire - age)
-        outcome = await run_cleanup(database, fire)
+        outcome = await run_job(database, "cleanup_items", scheduled_at=fire)
         with database:
             names = [item.name for item in await Item.all()]
     assert outcome is RunOutcome.SUCCESS
     assert names == ["kept"]
-
-
-async def run_cleanup(database: Database, fire: datetime) -> RunOutcome:
-    """Run ``cleanup_items`` for the fire time ``fire`` through the wrapper."""
-    jobs = default_jobs()
-    metrics = Metrics()
-    heartbeat = Heartbeat(metrics=metrics, timeout=1.0, retries=0)
-    runner = JobRunner(
-        jobs=jobs,
-        targets={job.id: None for job in jobs},
-        heartbeat=heartbeat,
-        states=JobStates(job.id for job in jobs),
-        metrics=metrics,
-        settings=make_settings("sqlite://", items_retention_days=30),
-        database=database,
-    )
-    try:
-        return await runner.run("cleanup_items", scheduled_at=fire)
-    finally:
-        await heartbeat.aclose()
