@@ -176,6 +176,13 @@ class Service:
         return self.process.returncode
 
 
+def probe(service: Service, path: str) -> tuple[int, float]:
+    """GET ``path`` of ``service``; returns the status and the seconds it took."""
+    started = time.perf_counter()
+    response = httpx.get(f"{service.base_url}{path}", timeout=5.0)
+    return response.status_code, time.perf_counter() - started
+
+
 def start_service(
     project: Path,
     python: Path,

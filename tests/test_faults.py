@@ -33,6 +33,7 @@ from .services import (
     Service,
     connections_to,
     free_port,
+    probe,
     start_service,
 )
 
@@ -61,12 +62,6 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
         "REDIS_URL": TEST_REDIS_URL,
         **extra,
     }
-
-
-def probe(service: Service, path: str) -> tuple[int, float]:
-    started = time.perf_counter()
-    response = httpx.get(f"{service.base_url}{path}", timeout=5.0)
-    return response.status_code, time.perf_counter() - started
 
 
 def probe_through_fault(service: Service, seconds: float, dependency_port: int) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -31,7 +30,7 @@ from packaging.version import Version
 
 from . import k8s_tools
 from .combinations import COMBINATIONS, IDS
-from .conftest import migrate_command
+from .conftest import migrate_command, require
 from .k8s_tools import (
     OVERLAYS,
     all_containers,
@@ -50,7 +49,6 @@ from .k8s_tools import (
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 TOOLS = Path(sys.executable).parent
-IN_CI = os.environ.get("CI") == "true"
 
 # The oldest Kubernetes minor the manifests support: the native preStop sleep action
 # is on by default from 1.30.
@@ -107,11 +105,8 @@ def tool(name: str) -> str:
     if beside.exists():
         return str(beside)
     found = shutil.which(name)
-    if found is None:
-        message = f"{name} is not installed (uv sync installs the template's dev group)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    require(found is not None, f"{name} is not installed (uv sync installs the dev group)")
+    assert found is not None
     return found
 
 
@@ -178,11 +173,8 @@ def bake(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 @pytest.fixture(scope="session", params=OVERLAYS)
 def rendering(request: pytest.FixtureRequest, bake: Bake) -> Rendering:
     """``kubectl kustomize`` of one overlay; a failure here is the 'renders' check failing."""
-    if not Path(k8s_tools.KUBECTL).exists():
-        message = f"kubectl is not installed at {k8s_tools.KUBECTL}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    kubectl = k8s_tools.KUBECTL
+    require(Path(kubectl).exists(), f"kubectl is not installed at {kubectl}")
     text = k8s_tools.kustomize(bake.path, request.param)
     resources = [doc for doc in yaml.safe_load_all(text) if doc]
     return Rendering(bake=bake, overlay=request.param, text=text, resources=resources)

@@ -5,19 +5,10 @@ Faults against PostgreSQL and Redis are in ``test_faults.py``.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import httpx
-
 from .conftest import Project
-from .services import Service, start_service
-
-
-def probe(service: Service, path: str) -> tuple[int, float]:
-    started = time.perf_counter()
-    response = httpx.get(f"{service.base_url}{path}", timeout=5.0)
-    return response.status_code, time.perf_counter() - started
+from .services import probe, start_service
 
 
 def test_the_default_bake_serves_on_sqlite_with_no_server(project: Project, tmp_path: Path) -> None:

@@ -18,10 +18,11 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import httpx
@@ -32,8 +33,15 @@ from pytest_httpserver import HTTPServer
 from {{ cookiecutter.package_name }}.db import Database
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.metrics import Metrics
-from {{ cookiecutter.package_name }}.scheduling import default_jobs
-from {{ cookiecutter.package_name }}.scheduling.heartbeat import Heartbeat
+from {{ cookiecutter.package_name }}.scheduling import (
+    JobRegistry,
+    default_jobs,
+)
+from {{ cookiecutter.package_name }}.scheduling.heartbeat import (
+    MAX_PENDING_PINGS,
+    Heartbeat,
+    HeartbeatTarget,
+)
 from {{ cookiecutter.package_name }}.scheduling.leader import libpq_url
 from {{ cookiecutter.package_name }}.scheduling.runner import (
     JobRunner,
@@ -121,27 +129,59 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
+# For jobs that never touch the database.
+NO_DATABASE = cast("Database", None)
+
+
+@asynccontextmanager
+async def job_runner(
+    jobs: JobRegistry,
+    targets: Mapping[str, HeartbeatTarget | None],
+    *,
+    database: Database = NO_DATABASE,
+    settings: Settings | None = None,
+    ping_timeout: float = 2.0,
+    retries: int = 1,
+    max_pending: int = MAX_PENDING_PINGS,
+) -> AsyncIterator[tuple[JobRunner, Metrics]]:
+    """A runner as the scheduler builds it, with a 10 ms retry backoff.
+
+    Yields the runner and its fresh metrics; pending pings are sent before it closes.
+    """
+    metrics = Metrics()
+    heartbeat = Heartbeat(
+        metrics=metrics,
+        timeout=ping_timeout,
+        retries=retries,
+        backoff=0.01,
+        max_pending=max_pending,
+    )
+    runner = JobRunner(
+        jobs=jobs,
+        targets=targets,
+        heartbeat=heartbeat,
+        states=JobStates(job.id for job in jobs),
+        metrics=metrics,
+        settings=settings or Settings(_env_file=None),
+        database=database,
+    )
+    try:
+        yield runner, metrics
+    finally:
+        await heartbeat.drain(None)
+        await heartbeat.aclose()
+
+
 async def run_job(database: Database, job_id: str, *, scheduled_at: datetime) -> RunOutcome:
     """Run the example job ``job_id`` once through the wrapper, for the fire time given.
 
     No heartbeat URL and fresh metrics: the run's own outcome is what is returned.
     """
     jobs = default_jobs()
-    metrics = Metrics()
-    heartbeat = Heartbeat(metrics=metrics, timeout=1.0, retries=0)
-    runner = JobRunner(
-        jobs=jobs,
-        targets={job.id: None for job in jobs},
-        heartbeat=heartbeat,
-        states=JobStates(job.id for job in jobs),
-        metrics=metrics,
-        settings=make_settings("sqlite://", items_retention_days=30),
-        database=database,
-    )
-    try:
+    settings = make_settings("sqlite://", items_retention_days=30)
+    targets = {job.id: None for job in jobs}
+    async with job_runner(jobs, targets, database=database, settings=settings) as (runner, _):
         return await runner.run(job_id, scheduled_at=scheduled_at)
-    finally:
-        await heartbeat.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,8 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import cast
 
 import httpx
 import pytest
@@ -20,7 +17,6 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from {{ cookiecutter.package_name }}.db import Database
 from {{ cookiecutter.package_name }}.metrics import Metrics
 from {{ cookiecutter.package_name }}.scheduling import (
     JobContext,
@@ -28,26 +24,18 @@ from {{ cookiecutter.package_name }}.scheduling import (
 )
 from {{ cookiecutter.package_name }}.scheduling.heartbeat import (
     FAILURE_BODY_LIMIT,
-    Heartbeat,
     HeartbeatTarget,
     resolve_targets,
 )
-from {{ cookiecutter.package_name }}.scheduling.runner import (
-    JobRunner,
-    RunOutcome,
-)
-from {{ cookiecutter.package_name }}.scheduling.state import JobStates
+from {{ cookiecutter.package_name }}.scheduling.runner import RunOutcome
 from {{ cookiecutter.package_name }}.settings import (
     ConfigurationError,
     HeartbeatProtocol,
-    Settings,
 )
 
-from .conftest import wait_until
+from .conftest import job_runner, wait_until
 
 HOURLY = IntervalTrigger(hours=1)
-# The jobs of these tests never touch the database.
-NO_DATABASE = cast("Database", None)
 GRACE = timedelta(minutes=5)
 
 
@@ -55,33 +43,6 @@ def target(
     url: str, protocol: HeartbeatProtocol = HeartbeatProtocol.HEALTHCHECKS
 ) -> HeartbeatTarget:
     return HeartbeatTarget(url=httpx.URL(url), protocol=protocol)
-
-
-@asynccontextmanager
-async def wrapper(
-    jobs: JobRegistry,
-    targets: Mapping[str, HeartbeatTarget | None],
-    *,
-    ping_timeout: float = 2.0,
-    retries: int = 1,
-) -> AsyncIterator[tuple[JobRunner, Metrics]]:
-    """A runner as the scheduler builds it, with a 10 ms retry backoff."""
-    metrics = Metrics()
-    heartbeat = Heartbeat(metrics=metrics, timeout=ping_timeout, retries=retries, backoff=0.01)
-    runner = JobRunner(
-        jobs=jobs,
-        targets=targets,
-        heartbeat=heartbeat,
-        states=JobStates(job.id for job in jobs),
-        metrics=metrics,
-        settings=Settings(_env_file=None),
-        database=NO_DATABASE,
-    )
-    try:
-        yield runner, metrics
-    finally:
-        await heartbeat.drain(None)
-        await heartbeat.aclose()
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
@@ -102,7 +63,7 @@ async def test_healthchecks_start_and_success_pings_share_the_run_id(monitor: HT
         await asyncio.sleep(0.05)
 
     targets = {"nightly": target(monitor.url_for("/ping/check-uuid"))}
-    async with wrapper(jobs, targets) as (runner, metrics):
+    async with job_runner(jobs, targets) as (runner, metrics):
         assert await runner.run("nightly") is RunOutcome.SUCCESS
         await runner.heartbeat.drain(None)
 
@@ -136,7 +97,7 @@ async def test_uptime_kuma_gets_up_with_the_duration_and_down_with_the_error_typ
     # The push URL as Uptime Kuma displays it, with its example query.
     url = monitor.url_for("/ping/api/push/kuma-token") + "?status=up&msg=OK&ping="
     targets = {"report": target(url, HeartbeatProtocol.UPTIME_KUMA)}
-    async with wrapper(jobs, targets) as (runner, _):
+    async with job_runner(jobs, targets) as (runner, _):
         assert await runner.run("report") is RunOutcome.SUCCESS
         await runner.heartbeat.drain(None)
         assert await runner.run("report") is RunOutcome.FAILURE
@@ -161,7 +122,7 @@ async def test_plain_pings_on_success_only(monitor: HTTPServer) -> None:
             raise error
 
     targets = {"export": target(monitor.url_for("/ping/vigil"), HeartbeatProtocol.PLAIN)}
-    async with wrapper(jobs, targets) as (runner, _):
+    async with job_runner(jobs, targets) as (runner, _):
         assert await runner.run("export") is RunOutcome.SUCCESS
         assert await runner.run("export") is RunOutcome.FAILURE
         await runner.heartbeat.drain(None)
@@ -195,7 +156,7 @@ async def test_a_failing_job_sends_fail_with_the_traceback_tail_and_the_next_run
                     raise wrapped from error
 
     targets = {"reports": target(monitor.url_for("/ping/reports"))}
-    async with wrapper(jobs, targets) as (runner, metrics):
+    async with job_runner(jobs, targets) as (runner, metrics):
         assert await runner.run("reports") is RunOutcome.FAILURE
         await runner.heartbeat.drain(None)
         assert await runner.run("reports") is RunOutcome.SUCCESS
@@ -250,7 +211,7 @@ async def test_an_unreachable_or_slow_monitor_does_not_delay_the_job(
     async def sync(context: JobContext) -> None:
         started.append(time.perf_counter())
 
-    async with wrapper(jobs, {"sync": target(url)}, ping_timeout=timeout, retries=1) as (
+    async with job_runner(jobs, {"sync": target(url)}, ping_timeout=timeout, retries=1) as (
         runner,
         metrics,
     ):
@@ -284,7 +245,7 @@ async def test_server_errors_are_retried_and_client_errors_are_not(
         return None
 
     targets = {"flaky": target(monitor.url_for("/ping/flaky"), HeartbeatProtocol.PLAIN)}
-    async with wrapper(jobs, targets, retries=2) as (runner, metrics):
+    async with job_runner(jobs, targets, retries=2) as (runner, metrics):
         await runner.run("flaky")
         await runner.heartbeat.drain(None)
         assert sample(metrics, "heartbeat_pings_total", job="flaky", outcome=outcome) == 1
@@ -298,24 +259,12 @@ async def test_pings_beyond_the_pending_cap_are_dropped_not_queued(blackhole_por
     async def busy(context: JobContext) -> None:
         return None
 
-    metrics = Metrics()
-    heartbeat = Heartbeat(metrics=metrics, timeout=0.2, retries=0, max_pending=2)
-    runner = JobRunner(
-        jobs=jobs,
-        targets={"busy": target(f"http://127.0.0.1:{blackhole_port}/hung")},
-        heartbeat=heartbeat,
-        states=JobStates(["busy"]),
-        metrics=metrics,
-        settings=Settings(_env_file=None),
-        database=NO_DATABASE,
-    )
-    try:
+    targets = {"busy": target(f"http://127.0.0.1:{blackhole_port}/hung")}
+    capped = job_runner(jobs, targets, ping_timeout=0.2, retries=0, max_pending=2)
+    async with capped as (runner, metrics):
         for _ in range(3):  # six pings against a hung monitor, two at a time
             assert await runner.run("busy") is RunOutcome.SUCCESS
-        assert heartbeat.pending == 2
-    finally:
-        await heartbeat.drain(None)
-        await heartbeat.aclose()
+        assert runner.heartbeat.pending == 2
     assert sample(metrics, "heartbeat_pings_total", job="busy", outcome="dropped") == 4
     assert sample(metrics, "heartbeat_pings_total", job="busy", outcome="failure") == 2
 
@@ -345,7 +294,7 @@ async def test_the_token_never_appears_in_logs(
         "secretive": target(monitor.url_for(f"/ping/{token}")),
         "unreachable": target(f"http://127.0.0.1:{refused_port}/{token}"),
     }
-    async with wrapper(jobs, targets) as (runner, _):
+    async with job_runner(jobs, targets) as (runner, _):
         await runner.run("secretive")  # start and success pings answered 200
         await runner.run("secretive")  # the fail ping gets two 500s
         await runner.run("unreachable")
@@ -372,7 +321,8 @@ async def test_a_cancelled_run_is_not_reported_as_a_failure(monitor: HTTPServer)
         started.set()
         await asyncio.sleep(3600)
 
-    async with wrapper(jobs, {"long": target(monitor.url_for("/ping/long"))}) as (runner, metrics):
+    targets = {"long": target(monitor.url_for("/ping/long"))}
+    async with job_runner(jobs, targets) as (runner, metrics):
         run = asyncio.create_task(runner.run("long"))
         await started.wait()
         run.cancel()

@@ -99,7 +99,6 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
     )
     app.state.settings = settings
     app.state.service_id = SERVICE_ID
-    app.state.started_at = time.monotonic()
     app.state.jobs = jobs
     # Read at registration: the URLs are secrets, kept out of Settings and its repr.
     app.state.heartbeat_targets = resolve_targets(
