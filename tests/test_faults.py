@@ -241,7 +241,10 @@ def test_jobs_complete_whatever_the_heartbeat_monitor_does(
 
 # --- Graceful shutdown under load --------------------------------------------------------------
 
-IN_FLIGHT = 20
+# One request per pooled connection: each is then provably inside the app, blocked on the
+# table lock in PostgreSQL, before SIGTERM (a request still in the socket buffer at SIGTERM
+# is not in flight: uvicorn closes idle connections, and the preStop delay covers those).
+IN_FLIGHT = POOL_SIZE + MAX_OVERFLOW
 GRACEFUL_TIMEOUT = 15.0
 
 
@@ -249,6 +252,7 @@ class TableLock:
     """Holds ``LOCK TABLE items`` in a psql session, so requests touching it wait."""
 
     def __init__(self, server: PrivatePostgres) -> None:
+        self.port = server.port
         self.session = subprocess.Popen(
             [
                 "psql",
@@ -275,6 +279,27 @@ class TableLock:
         self.session.stdin.flush()
         # Only once psql echoes is the lock held: requests sent earlier would not wait.
         assert self.session.stdout.readline().strip() == "locked"
+
+    def waiting(self) -> int:
+        """How many other sessions wait for a lock (``pg_stat_activity``)."""
+        result = subprocess.run(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-Atc",
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return int(result.stdout.strip())
 
     def release(self) -> None:
         assert self.session.stdin is not None
@@ -326,7 +351,10 @@ def test_sigterm_lets_requests_in_flight_and_the_running_job_finish(
         threads = [threading.Thread(target=request) for _ in range(IN_FLIGHT)]
         for thread in threads:
             thread.start()
-        time.sleep(0.5)  # every request is now waiting on the table lock
+        deadline = time.monotonic() + 20
+        while lock.waiting() < IN_FLIGHT:
+            assert time.monotonic() < deadline, f"only {lock.waiting()} requests reached the lock"
+            time.sleep(0.05)
         assert results == [], "a request finished while the table was locked"
 
         stopped_at = time.monotonic()
