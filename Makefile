@@ -12,7 +12,7 @@ DEMO_PORT ?= 8000
 # pytest-xdist workers; each bakes and installs the combinations it runs.
 WORKERS ?= 2
 
-.PHONY: help sync demo test bench lint clean
+.PHONY: help sync demo test bench lint locks locks-upgrade clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -47,6 +47,12 @@ test: sync ## Run the template's whole test suite
 
 bench: sync ## Benchmark the health endpoints against baselines (needs wrk); writes docs/benchmarks.*
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(VENV)/bin/python benchmarks/bench.py
+
+locks: sync ## Regenerate the baked projects' uv.lock files after a change to their pyproject.toml
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(VENV)/bin/python scripts/locks.py
+
+locks-upgrade: sync ## Regenerate the baked projects' uv.lock files with the newest allowed versions
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(VENV)/bin/python scripts/locks.py --upgrade
 
 lint: sync ## ruff on the template's own Python (hooks, tests, scripts)
 	$(VENV)/bin/ruff check hooks tests scripts benchmarks

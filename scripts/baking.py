@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from cookiecutter.main import cookiecutter
 from find_python import find_python
 
 TEMPLATE = Path(__file__).resolve().parent.parent
+
+
+def load_hook(name: str) -> ModuleType:
+    """The hook ``hooks/<name>.py`` as a module, unrendered.
+
+    The hooks read the answers only in ``main()``, so importing one runs nothing; its
+    tables keep the template's own paths (``src/{{cookiecutter.package_name}}/...``).
+    """
+    path = TEMPLATE / "hooks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def bake(output_dir: Path, extra_context: Mapping[str, Any]) -> Path:
