@@ -54,7 +54,9 @@ class InstallError(RuntimeError):
 def install(project: Path, python_version: str, groups: Sequence[str] = ("dev",)) -> Path:
     """Create ``project/.venv`` for ``python_version`` with the project and ``groups``.
 
-    uv's package cache is shared by every bake. Returns the virtualenv's python.
+    Exactly the versions of the bake's ``uv.lock`` (``uv sync --locked``), as the
+    project's own ``make install`` does: a stale lock fails here. uv's package cache
+    is shared by every bake. Returns the virtualenv's python.
 
     Raises:
         InstallError: no interpreter of that version, or uv failed.
@@ -65,9 +67,11 @@ def install(project: Path, python_version: str, groups: Sequence[str] = ("dev",)
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
     env.pop("VIRTUAL_ENV", None)
     group_args = [arg for group in groups for arg in ("--group", group)]
+    if "dev" not in groups:
+        group_args.append("--no-dev")
     for argv in (
         ["uv", "venv", "--quiet", "--python", python, ".venv"],
-        ["uv", "pip", "install", "--quiet", "--python", ".venv/bin/python", "-e", ".", *group_args],
+        ["uv", "sync", "--quiet", "--locked", "--python", python, *group_args],
     ):
         result = subprocess.run(
             argv, cwd=project, env=env, capture_output=True, text=True, timeout=900, check=False

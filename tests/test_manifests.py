@@ -377,7 +377,15 @@ def test_dockerignore_keeps_secrets_and_local_state_out(bake: Bake) -> None:
     # An allow-list: everything is ignored, then only what the Dockerfile copies.
     assert patterns[0] == "*"
     allowed = {pattern[1:].rstrip("/") for pattern in patterns if pattern.startswith("!")}
-    assert allowed <= {"pyproject.toml", "uv.lock", "README.md", "src", "alembic.ini", "migrations"}
+    assert allowed <= {
+        "pyproject.toml",
+        "uv.lock",
+        "README.md",
+        "LICENSE",
+        "src",
+        "alembic.ini",
+        "migrations",
+    }
     assert not allowed & {".env", ".venv", "tests", "k8s"}
 
 

@@ -35,7 +35,7 @@ PINNED_USES = re.compile(
     r"\s+#\s+v\d+\.\d+\.\d+\s*$"
 )
 PROJECT_JOBS = {"lint", "test", "manifests", "hadolint", "image"}
-MAKE_TARGETS = {"install", "run", "test", "lint", "format", "migrate", "k8s-render"}
+MAKE_TARGETS = {"install", "db", "run", "test", "lint", "format", "migrate", "k8s-render"}
 
 
 def tool(name: str) -> str:
