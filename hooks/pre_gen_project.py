@@ -197,11 +197,11 @@ def replay_hint(answers: dict[str, object], field: str) -> str:
     except Exception:  # any failure leaves the documented default
         pass
     template = str(answers.get("_template", "<template>"))
-    name = Path(str(answers.get("_repo_dir", template))).name
+    replay_file = Path(replay_dir) / f"{Path(str(answers.get('_repo_dir', template))).name}.json"
     derived = DERIVED.get(field, ())
     also = f" (and {', '.join(derived)}, derived from it)" if derived else ""
     return (
-        f"Your answers are kept in {replay_dir}/{name}.json: correct {field} there{also}, "
+        f"Your answers are kept in {replay_file}: correct {field} there{also}, "
         f"then run: cookiecutter --replay {template}"
     )
 
