@@ -7,7 +7,8 @@ version the locks are made for (``LOCK_PROJECT_NAME``, ``LOCK_PROJECT_VERSION``)
 puts the current lock beside the baked ``pyproject.toml`` so that uv keeps every
 version it can, runs ``uv lock``, and copies the result back into
 ``{{cookiecutter.project_slug}}/locks/``. ``--upgrade`` (``make locks-upgrade``)
-moves every package to its newest allowed version instead.
+moves every package to its newest allowed version instead. A lock uv cannot read
+(a merge left conflict markers in it) is resolved afresh.
 
 Needs uv on PATH, the network to the package index, and an interpreter of each
 Python version (``find_python.py``). ``tests/test_locks.py`` fails while any lock
@@ -76,6 +77,12 @@ def lock_one(hook: ModuleType, key: tuple[str, bool, str], project: Path, *, upg
     result = subprocess.run(
         argv, cwd=project, env=env, capture_output=True, text=True, timeout=600, check=False
     )
+    if result.returncode != 0 and (project / "uv.lock").exists():
+        # A lock uv cannot read (merge conflict markers): resolve afresh instead.
+        (project / "uv.lock").unlink()
+        result = subprocess.run(
+            argv, cwd=project, env=env, capture_output=True, text=True, timeout=600, check=False
+        )
     if result.returncode != 0:
         raise RuntimeError(f"{relative}: uv lock failed:\n{result.stderr}")
     text = (project / "uv.lock").read_text(encoding="utf-8")
