@@ -1,6 +1,7 @@
 # cookiecutter-fastapi-uptime: the template's own commands.
 #   make demo   bake the default service and serve it on SQLite at http://127.0.0.1:8000
 #   make test   the template's whole test suite (what CI runs)
+#   make locks  regenerate the baked projects' uv.lock files (after a change to their pyproject.toml)
 .DEFAULT_GOAL := help
 PYTHON ?= python3
 UV_VERSION := 0.13.8
@@ -8,11 +9,12 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 DEMO_DIR := build/demo
+DEMO_VENV := build/demo-venv
 DEMO_PORT ?= 8000
 # pytest-xdist workers; each bakes and installs the combinations it runs.
 WORKERS ?= 2
 
-.PHONY: help sync demo test bench lint clean
+.PHONY: help sync demo test bench lint locks locks-upgrade clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -27,13 +29,19 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 sync: $(VENV)/.synced ## Install the template's dev tools into .venv
 
-demo: sync ## Bake the default service into build/demo and serve it on SQLite
+# The demo bakes with the bake group alone, in an environment of its own, and installs
+# the baked service from its own uv.lock without its dev tools: nothing of the template's
+# test, manifest or benchmark tooling.
+$(DEMO_VENV)/.synced: $(UV) pyproject.toml uv.lock
+	UV_PROJECT_ENVIRONMENT=$(DEMO_VENV) $(UV) sync --locked --only-group bake --python $(PYTHON)
+	@touch $@
+
+demo: $(DEMO_VENV)/.synced ## Bake the default service into build/demo and serve it on SQLite
 	rm -rf $(DEMO_DIR)
-	$(VENV)/bin/cookiecutter --no-input --output-dir $(DEMO_DIR) .
+	$(DEMO_VENV)/bin/cookiecutter --no-input --output-dir $(DEMO_DIR) .
 	cd $(DEMO_DIR)/my-service && \
-	  PY=$$(../../../$(VENV)/bin/python ../../../scripts/find_python.py $$(grep -m1 '^python_version' pyproject.toml | cut -d'"' -f2)) && \
-	  ../../../$(UV) venv --quiet --python "$$PY" .venv && \
-	  ../../../$(UV) pip install --quiet --python .venv/bin/python -e . && \
+	  PY=$$($(PYTHON) ../../../scripts/find_python.py $$(cat .python-version)) && \
+	  ../../../$(UV) sync --quiet --locked --no-dev --python "$$PY" && \
 	  .venv/bin/alembic upgrade head && \
 	  echo && echo "Serving the demo service on SQLite:" && \
 	  echo "  health report  http://127.0.0.1:$(DEMO_PORT)/health" && \
@@ -47,6 +55,12 @@ test: sync ## Run the template's whole test suite
 
 bench: sync ## Benchmark the health endpoints against baselines (needs wrk); writes docs/benchmarks.*
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(VENV)/bin/python benchmarks/bench.py
+
+locks: sync ## Regenerate the baked projects' uv.lock files after a change to their pyproject.toml
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(VENV)/bin/python scripts/locks.py
+
+locks-upgrade: sync ## Regenerate the baked projects' uv.lock files with the newest allowed versions
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(VENV)/bin/python scripts/locks.py --upgrade
 
 lint: sync ## ruff on the template's own Python (hooks, tests, scripts)
 	$(VENV)/bin/ruff check hooks tests scripts benchmarks

@@ -3,7 +3,14 @@
 Cookiecutter renders this file with the answers, runs it inside the freshly
 created project directory, and deletes that directory when the hook exits
 non-zero. A bad answer therefore prints one line naming the field, the value
-and the rule, exits 1, and leaves nothing on disk.
+and the rule, then one line saying how to bake again with the other answers
+kept (cookiecutter's replay file, written before this hook runs), exits 1, and
+leaves nothing on disk. Cookiecutter then logs its own report of the failed
+hook, a traceback of its frames included: that part is cookiecutter's and no
+hook can silence it.
+
+The answers are read in ``main()``: ``tests/test_hooks.py`` imports this module
+unrendered and calls its checks.
 """
 
 from __future__ import annotations
@@ -13,9 +20,10 @@ import keyword
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 # The answers as JSON, so that no quote or backslash in an answer can break this file.
-ANSWERS: dict[str, object] = json.loads(r"""{{ cookiecutter | tojson }}""")
+ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 
 # RFC 1123 label, as Kubernetes validates names (k8s.io/apimachinery IsDNS1123Label).
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -62,6 +70,7 @@ SHADOWED_MODULES = frozenset(
 )
 
 ORMS = ("sqlalchemy", "tortoise")
+LICENSES = ("MIT", "Apache-2.0", "BSD-3-Clause", "Proprietary")
 
 
 # The longest package name the generated project's imports and strings are formatted
@@ -135,6 +144,12 @@ def check_orm(field: str, value: str) -> str | None:
     return None
 
 
+def check_license(field: str, value: str) -> str | None:
+    if value not in LICENSES:
+        return f"{field}: {value!r} is not one of the choices: {', '.join(LICENSES)}"
+    return None
+
+
 def check_free_text(field: str, value: str) -> str | None:
     if not value.strip():
         return f"{field}: must not be empty"
@@ -156,16 +171,59 @@ CHECKS: dict[str, Callable[[str, str], str | None]] = {
     "status_page_url": check_url,
     "k8s_namespace": check_dns_label,
     "container_image": check_image,
+    "license": check_license,
 }
 
 
-def main() -> int:
+# Answers whose defaults cookiecutter.json derives from another answer: the replay
+# file holds them as they were derived from the refused value.
+DERIVED: dict[str, tuple[str, ...]] = {
+    "project_name": ("project_slug", "package_name", "k8s_namespace", "container_image"),
+    "project_slug": ("package_name", "k8s_namespace", "container_image"),
+}
+
+
+def replay_hint(answers: dict[str, object], field: str) -> str:
+    """One line: how to bake again with every answer but ``field`` kept.
+
+    Cookiecutter saved the answers as ``<replay_dir>/<template folder>.json`` before
+    running this hook; ``cookiecutter --replay <template>`` bakes from that file.
+    """
+    replay_dir = "~/.cookiecutter_replay"
+    try:  # the hook runs on cookiecutter's own interpreter
+        from cookiecutter.config import get_user_config
+
+        replay_dir = str(get_user_config()["replay_dir"])
+    except Exception:  # any failure leaves the documented default
+        pass
+    template = str(answers.get("_template", "<template>"))
+    replay_file = Path(replay_dir) / f"{Path(str(answers.get('_repo_dir', template))).name}.json"
+    derived = DERIVED.get(field, ())
+    also = f" (and {', '.join(derived)}, derived from it)" if derived else ""
+    return (
+        f"Your answers are kept in {replay_file}: correct {field} there{also}, "
+        f"then run: cookiecutter --replay {template}"
+    )
+
+
+def validate(answers: dict[str, object]) -> tuple[str, str] | None:
+    """The first refused answer as ``(field, one-line error)``, or ``None``."""
     for field, check in CHECKS.items():
-        error = check(field, str(ANSWERS.get(field, "")))
+        error = check(field, str(answers.get(field, "")))
         if error is not None:
-            print(f"ERROR: {error}", file=sys.stderr)
-            return 1
-    return 0
+            return field, error
+    return None
+
+
+def main() -> int:
+    answers: dict[str, object] = json.loads(ANSWERS_JSON)
+    refused = validate(answers)
+    if refused is None:
+        return 0
+    field, error = refused
+    print(f"ERROR: {error}", file=sys.stderr)
+    print(replay_hint(answers, field), file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from cookiecutter.main import cookiecutter
 from find_python import find_python
 
 TEMPLATE = Path(__file__).resolve().parent.parent
+
+
+def load_hook(name: str) -> ModuleType:
+    """The hook ``hooks/<name>.py`` as a module, unrendered.
+
+    The hooks read the answers only in ``main()``, so importing one runs nothing; its
+    tables keep the template's own paths (``src/{{cookiecutter.package_name}}/...``).
+    """
+    path = TEMPLATE / "hooks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def bake(output_dir: Path, extra_context: Mapping[str, Any]) -> Path:
@@ -37,7 +54,9 @@ class InstallError(RuntimeError):
 def install(project: Path, python_version: str, groups: Sequence[str] = ("dev",)) -> Path:
     """Create ``project/.venv`` for ``python_version`` with the project and ``groups``.
 
-    uv's package cache is shared by every bake. Returns the virtualenv's python.
+    Exactly the versions of the bake's ``uv.lock`` (``uv sync --locked``), as the
+    project's own ``make install`` does: a stale lock fails here. uv's package cache
+    is shared by every bake. Returns the virtualenv's python.
 
     Raises:
         InstallError: no interpreter of that version, or uv failed.
@@ -48,9 +67,11 @@ def install(project: Path, python_version: str, groups: Sequence[str] = ("dev",)
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
     env.pop("VIRTUAL_ENV", None)
     group_args = [arg for group in groups for arg in ("--group", group)]
+    if "dev" not in groups:
+        group_args.append("--no-dev")
     for argv in (
         ["uv", "venv", "--quiet", "--python", python, ".venv"],
-        ["uv", "pip", "install", "--quiet", "--python", ".venv/bin/python", "-e", ".", *group_args],
+        ["uv", "sync", "--quiet", "--locked", "--python", python, *group_args],
     ):
         result = subprocess.run(
             argv, cwd=project, env=env, capture_output=True, text=True, timeout=900, check=False

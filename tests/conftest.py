@@ -26,6 +26,7 @@ from .services import PrivatePostgres
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from baking import TEMPLATE, install
+from baking import load_hook as load_hook  # for the tests of the hooks
 from find_python import find_python
 
 IN_CI = os.environ.get("CI") == "true"

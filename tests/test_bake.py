@@ -79,6 +79,13 @@ def test_layout_is_src_with_the_package(project: Project) -> None:
     redis_tests = project.path / "tests" / "test_cache.py"
     assert redis_tests.is_file() is bool(project.context["use_redis"])
     assert (project.path / ".env.example").is_file()
+    # The lock and licence of the answers, under their final names; no other.
+    assert (project.path / "uv.lock").is_file()
+    assert (project.path / "LICENSE").is_file()
+    version = (project.path / ".python-version").read_text().strip()
+    assert version == project.context["python_version"]
+    assert not (project.path / "locks").exists()
+    assert not (project.path / "licenses").exists()
 
 
 def test_env_example_names_every_setting(project: Project) -> None:

@@ -1,11 +1,17 @@
-"""Bad answers stop the bake with one line naming the field and the rule, leaving nothing."""
+"""Bad answers stop the bake with one line naming the field and the rule, leaving nothing.
+
+The hooks are imported as modules (``load_hook``): their tables are checked against
+the template's files, and their constants are used here rather than copied.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +19,11 @@ import pytest
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
 
-from .conftest import TEMPLATE
+from .conftest import TEMPLATE, load_hook
+
+PRE_GEN = load_hook("pre_gen_project")
+POST_GEN = load_hook("post_gen_project")
+PROJECT_TEMPLATE = TEMPLATE / "{{cookiecutter.project_slug}}"
 
 # (answers, the field the error must name, a fragment of the rule it must state)
 BAD_ANSWERS: list[tuple[dict[str, Any], str, str]] = [
@@ -32,7 +42,11 @@ BAD_ANSWERS: list[tuple[dict[str, Any], str, str]] = [
     ({"package_name": "test"}, "package_name", "shadow"),
     ({"package_name": "asyncio"}, "package_name", "shadow"),
     ({"package_name": "MyService"}, "package_name", "lowercase"),
-    ({"package_name": "a" * 41}, "package_name", "longer than 40"),
+    (
+        {"package_name": "a" * (PRE_GEN.MAX_PACKAGE_NAME + 1)},
+        "package_name",
+        f"longer than {PRE_GEN.MAX_PACKAGE_NAME}",
+    ),
     ({"status_page_url": "status.example.com"}, "status_page_url", "absolute http(s) URL"),
     ({"status_page_url": "ftp://status.example.com"}, "status_page_url", "absolute http(s)"),
     ({"status_page_url": "/status"}, "status_page_url", "absolute http(s) URL"),
@@ -49,6 +63,9 @@ BAD_ANSWERS: list[tuple[dict[str, Any], str, str]] = [
     ({"description": 'say "hi"'}, "description", "double quotes"),
     ({"author_name": "   "}, "author_name", "must not be empty"),
     ({"project_name": 'The "Best" API'}, "project_name", "double quotes"),
+    # A blank name slugifies to nothing: the hook, not cookiecutter, must say so.
+    ({"project_name": "   "}, "project_name", "must not be empty"),
+    ({"project_name": ""}, "project_name", "must not be empty"),
 ]
 
 
@@ -69,10 +86,16 @@ def test_bad_answer_stops_the_bake_with_one_line(
     result = cookies.bake(extra_context=answers)
     assert isinstance(result.exception, FailedHookException)
     assert result.exit_code != 0
-    errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR:")]
+    err = capfd.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("ERROR:")]
     assert len(errors) == 1, errors
     assert errors[0].startswith(f"ERROR: {field}: ")
     assert rule in errors[0]
+    # The next line says how to bake again with the other answers kept.
+    hint = err.splitlines()[err.splitlines().index(errors[0]) + 1]
+    assert hint.startswith("Your answers are kept in "), hint
+    assert f"correct {field} there" in hint
+    assert "cookiecutter --replay " in hint
     left = [path for path in Path(str(tmpdir), "cookies").rglob("*") if not path.is_dir()]
     assert left == [], "a refused bake left files behind"
     assert result.project_path is None
@@ -149,43 +172,159 @@ def test_good_answers_bake(answers: dict[str, Any], cookies: Any) -> None:
     assert (result.project_path / "pyproject.toml").is_file()
 
 
-def test_derived_names_follow_the_project_name(cookies: Any) -> None:
-    result = cookies.bake(extra_context={"project_name": "Billing API"})
-    assert result.project_path.name == "billing-api"
-    assert (result.project_path / "src" / "billing_api" / "main.py").is_file()
+@pytest.mark.parametrize(
+    ("name", "slug", "package"),
+    [
+        ("Billing API", "billing-api", "billing_api"),
+        # Transliterated by cookiecutter's slugify extension, not refused.
+        ("Café Service", "cafe-service", "cafe_service"),
+        ("Ünïcode_Ledger  v2", "unicode-ledger-v2", "unicode_ledger_v2"),
+    ],
+)
+def test_derived_names_follow_the_project_name(
+    name: str, slug: str, package: str, cookies: Any
+) -> None:
+    result = cookies.bake(extra_context={"project_name": name})
+    assert result.exit_code == 0, result.exception
+    assert result.project_path.name == slug
+    assert (result.project_path / "src" / package / "main.py").is_file()
 
 
-def post_gen_tables() -> tuple[dict[tuple[str, object], list[str]], dict[str, str]]:
-    """``FEATURE_FILES`` and ``RENAMES`` of the post-gen hook, with paths as in the template."""
-    source = (TEMPLATE / "hooks" / "post_gen_project.py").read_text()
-    source = source.replace('r"""{{ cookiecutter | tojson }}"""', '"{}"')
-    source = source.replace("{{ cookiecutter.package_name }}", "{{cookiecutter.package_name}}")
-    namespace: dict[str, Any] = {"__name__": "post_gen_project"}
-    # The hook is a Jinja template: run it with its two expressions replaced.
-    exec(compile(source, "post_gen_project.py", "exec"), namespace)
-    return namespace["FEATURE_FILES"], namespace["RENAMES"]
+@pytest.mark.parametrize(
+    ("license_", "first_line", "field"),
+    [
+        ("MIT", "MIT License", "MIT"),
+        ("Apache-2.0", "Apache License", "Apache-2.0"),
+        ("BSD-3-Clause", "BSD 3-Clause License", "BSD-3-Clause"),
+        ("Proprietary", "Copyright (c) ", "LicenseRef-Proprietary"),
+    ],
+)
+def test_the_chosen_licence_is_the_projects(
+    license_: str, first_line: str, field: str, cookies: Any
+) -> None:
+    result = cookies.bake(extra_context={"license": license_, "author_name": "Acme Ops"})
+    assert result.exit_code == 0, result.exception
+    text = (result.project_path / "LICENSE").read_text()
+    assert text.strip().splitlines()[0].strip().startswith(first_line)
+    if license_ != "Apache-2.0":  # Apache's text names no holder: the NOTICE habit
+        assert "Acme Ops" in text
+    assert not (result.project_path / POST_GEN.LICENSES_DIR).exists()
+    meta = tomllib.loads((result.project_path / "pyproject.toml").read_text())["project"]
+    assert meta["license"] == field
+    assert meta["license-files"] == ["LICENSE"]
+    private = "Private :: Do Not Upload" in meta.get("classifiers", [])
+    assert private is (license_ == "Proprietary")
+
+
+def test_a_refused_bake_is_baked_again_as_its_hint_says(tmp_path: Path) -> None:
+    """The hint after a refusal names the replay file and a command that works."""
+    config = tmp_path / "cookiecutterrc.yaml"
+    config.write_text(f"replay_dir: {tmp_path / 'replay'}\n")
+    env = {**os.environ, "COOKIECUTTER_CONFIG": str(config)}
+    cookiecutter_cli = [sys.executable, "-m", "cookiecutter"]
+    output = tmp_path / "out"
+    refused = subprocess.run(
+        [
+            *cookiecutter_cli,
+            "--no-input",
+            "-o",
+            str(output),
+            str(TEMPLATE),
+            "project_slug=Bad_Slug",
+            "description=Kept across the retry",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert refused.returncode != 0
+    (hint,) = [line for line in refused.stderr.splitlines() if line.startswith("Your answers")]
+    match = re.fullmatch(
+        r"Your answers are kept in (\S+): correct project_slug there"
+        r" \(and ([a-z0-9_, ]+), derived from it\), then run: (.+)",
+        hint,
+    )
+    assert match is not None, hint
+    replay_file, derived, command = Path(match[1]), match[2].split(", "), match[3].split()
+    assert derived == ["package_name", "k8s_namespace", "container_image"]
+    assert command[:2] == ["cookiecutter", "--replay"]
+    recorded = json.loads(replay_file.read_text())
+    answers = recorded["cookiecutter"]
+    for name in ("project_slug", *derived):
+        answers[name] = answers[name].replace("Bad_Slug", "good-slug")
+    answers["package_name"] = "good_slug"
+    replay_file.write_text(json.dumps(recorded))
+    again = subprocess.run(
+        [*cookiecutter_cli, *command[1:], "-o", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    pyproject = tomllib.loads((output / "good-slug" / "pyproject.toml").read_text())
+    assert pyproject["project"]["description"] == "Kept across the retry"
 
 
 def test_the_post_gen_tables_match_the_template() -> None:
-    features, renames = post_gen_tables()
-    project = TEMPLATE / "{{cookiecutter.project_slug}}"
+    features, renames = POST_GEN.FEATURE_FILES, POST_GEN.RENAMES
     owned = [path for paths in features.values() for path in paths]
-    assert [path for path in owned if not (project / path).exists()] == []
+    assert [path for path in owned if not (PROJECT_TEMPLATE / path).exists()] == []
     variants = sorted(
-        str(path.relative_to(project))
-        for path in project.rglob("*")
+        str(path.relative_to(PROJECT_TEMPLATE))
+        for path in PROJECT_TEMPLATE.rglob("*")
         if re.search(r"_(sqlalchemy|tortoise)$", path.stem)
     )
     assert variants == sorted(renames), "every variant file is renamed, and only those"
     assert set(renames) <= set(owned), "every variant belongs to one choice"
     for variant, final in renames.items():
-        assert not (project / final).exists(), f"{final} would clash with {variant}"
+        assert not (PROJECT_TEMPLATE / final).exists(), f"{final} would clash with {variant}"
+        orm = re.search(r"_(sqlalchemy|tortoise)", variant)
+        assert orm is not None
+        assert variant in features[("orm", orm[1])], f"{variant} is not {orm[1]}'s"
+        assert final == re.sub(rf"_{orm[1]}(?=(\.py)?$)", "", variant), (variant, final)
     by_orm = {
         orm: {final for variant, final in renames.items() if f"_{orm}" in variant}
         for orm in ("sqlalchemy", "tortoise")
     }
     # Shared code imports these names: both ORMs provide each (Tortoise adds migrate.py).
     assert by_orm["sqlalchemy"] <= by_orm["tortoise"], by_orm
+
+
+def test_the_lock_and_licence_tables_cover_every_answer() -> None:
+    prompts = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+    expected = {
+        (orm, use_redis, python)
+        for orm in prompts["orm"]
+        for use_redis in (False, True)
+        for python in prompts["python_version"]
+    }
+    assert set(POST_GEN.LOCKS) == expected
+    locks = POST_GEN.LOCKS.values()
+    assert [path for path in locks if not (PROJECT_TEMPLATE / path).is_file()] == []
+    on_disk = {
+        str(path.relative_to(PROJECT_TEMPLATE))
+        for path in (PROJECT_TEMPLATE / POST_GEN.LOCKS_DIR).iterdir()
+    }
+    assert on_disk == set(locks), "a lock file no answer picks"
+    assert set(POST_GEN.LICENSES) == set(prompts["license"]) == set(PRE_GEN.LICENSES)
+    on_disk = {
+        str(path.relative_to(PROJECT_TEMPLATE))
+        for path in (PROJECT_TEMPLATE / POST_GEN.LICENSES_DIR).iterdir()
+    }
+    assert on_disk == set(POST_GEN.LICENSES.values())
+
+
+def test_the_template_locks_render_to_the_projects_name_and_version() -> None:
+    lock = (PROJECT_TEMPLATE / POST_GEN.LOCKS[("sqlalchemy", False, "3.12")]).read_text()
+    rendered = POST_GEN.render_lock(lock, "billing--api", "01.2.0")
+    assert 'name = "billing-api"\nversion = "1.2.0"\nsource = { editable = "." }' in rendered
+    assert POST_GEN.LOCK_PROJECT_NAME not in rendered
+    with pytest.raises(ValueError, match="make locks"):
+        POST_GEN.render_lock(rendered, "billing-api", "1.2.0")
 
 
 def test_a_package_named_like_a_variant_keeps_its_name(cookies: Any) -> None:

@@ -345,6 +345,12 @@ def test_dockerfile_builds_in_stages_and_runs_one_uvicorn_as_non_root(bake: Bake
     assert "uv " not in runtime_text
     assert "pip install" not in runtime_text
     assert re.search(r"uv sync\b[^\n]*--no-dev", dockerfile.read_text())
+    # Exactly the bake's uv.lock, which must be there and match pyproject.toml.
+    syncs = re.findall(r"uv sync\b[^\n]*", dockerfile.read_text())
+    assert syncs
+    assert all("--locked" in sync for sync in syncs), syncs
+    copies = [args for keyword, args in instructions if keyword == "COPY"]
+    assert any(args.split()[:2] == ["pyproject.toml", "uv.lock"] for args in copies), copies
     assert "UV_COMPILE_BYTECODE=1" in dockerfile.read_text()
     # The migrate command works in the image: migrations/ (and alembic.ini) in the WORKDIR.
     copied = [args for keyword, args in runtime if keyword == "COPY"]
@@ -377,7 +383,15 @@ def test_dockerignore_keeps_secrets_and_local_state_out(bake: Bake) -> None:
     # An allow-list: everything is ignored, then only what the Dockerfile copies.
     assert patterns[0] == "*"
     allowed = {pattern[1:].rstrip("/") for pattern in patterns if pattern.startswith("!")}
-    assert allowed <= {"pyproject.toml", "uv.lock", "README.md", "src", "alembic.ini", "migrations"}
+    assert allowed <= {
+        "pyproject.toml",
+        "uv.lock",
+        "README.md",
+        "LICENSE",
+        "src",
+        "alembic.ini",
+        "migrations",
+    }
     assert not allowed & {".env", ".venv", "tests", "k8s"}
 
 

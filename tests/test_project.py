@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import Project, find_python, install, require
+from .conftest import Project, find_python, install, load_hook, require
 
-MAX_PACKAGE_NAME = 40  # hooks/pre_gen_project.py
+MAX_PACKAGE_NAME = load_hook("pre_gen_project").MAX_PACKAGE_NAME
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -35,7 +35,7 @@ PINNED_USES = re.compile(
     r"\s+#\s+v\d+\.\d+\.\d+\s*$"
 )
 PROJECT_JOBS = {"lint", "test", "manifests", "hadolint", "image"}
-MAKE_TARGETS = {"install", "run", "test", "lint", "format", "migrate", "k8s-render"}
+MAKE_TARGETS = {"install", "db", "run", "test", "lint", "format", "migrate", "k8s-render"}
 
 
 def tool(name: str) -> str:
@@ -139,6 +139,14 @@ def test_generated_workflow_is_hardened_and_runs_every_check(project: Project) -
     assert "make lint" in steps_text(jobs["lint"])
     test_job = jobs["test"]
     assert "make test" in steps_text(test_job)
+    # Both jobs install through `make install`, which installs exactly uv.lock.
+    for name in ("lint", "test"):
+        assert "make install" in steps_text(jobs[name]), name
+    install = re.search(
+        r"^install:.*\n((?:\t.*\n)+)", (project.path / "Makefile").read_text(), re.M
+    )
+    assert install is not None
+    assert install[1].split() == ["$(UV)", "sync", "--locked"]
     services = test_job["services"]
     expected = {"postgres", "redis"} if project.context["use_redis"] else {"postgres"}
     assert set(services) == expected

@@ -65,6 +65,33 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 {%- endif %}
 
 
+# Variables that name a setting of the service, or a job's (<JOB_ID>_HEARTBEAT_URL).
+SETTING_NAMES = frozenset(name.upper() for name in Settings.model_fields) | {"SECRETS_DIR"}
+JOB_SETTING_SUFFIXES = ("_HEARTBEAT_URL", "_HEARTBEAT_PROTOCOL")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ignore_the_developers_settings(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """Run the suite from the settings' defaults, whatever the shell and ``.env`` say.
+
+    A ``DATABASE_URL`` exported for ``make run``, or written in the project's ``.env``,
+    must change no test: every variable named like a setting is removed for the
+    session, ``SECRETS_DIR`` points nowhere, and the tests run from an empty folder,
+    so only a test that writes a ``.env`` of its own (after ``monkeypatch.chdir``)
+    reads one. A test that needs a setting sets it with ``monkeypatch.setenv``.
+    ``TEST_DATABASE_URL`` and ``TEST_REDIS_URL`` are the tests' own: they stay.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name in SETTING_NAMES or name.endswith(JOB_SETTING_SUFFIXES):
+                patch.delenv(name)
+        patch.setenv("SECRETS_DIR", str(tmp_path_factory.mktemp("no-secrets") / "none"))
+        patch.chdir(tmp_path_factory.mktemp("cwd"))
+        yield
+
+
 @asynccontextmanager
 async def throwaway_database(prefix: str) -> AsyncIterator[str]:
     """A new, empty database on ``TEST_DATABASE_URL``'s server; yields its URL, then drops it.

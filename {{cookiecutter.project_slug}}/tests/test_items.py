@@ -9,7 +9,8 @@ async def test_create_then_get(client: httpx.AsyncClient) -> None:
     created = await client.post("/items", json={"name": "widget", "description": "blue"})
     assert created.status_code == 201
     item = created.json()
-    fetched = await client.get(f"/items/{item['id']}")
+    assert created.headers["location"] == f"/items/{item['id']}"
+    fetched = await client.get(created.headers["location"])
     assert fetched.status_code == 200
     assert fetched.json() == item
 
@@ -36,3 +37,12 @@ async def test_delete_then_get_is_not_found(client: httpx.AsyncClient) -> None:
 async def test_invalid_payload_is_rejected(client: httpx.AsyncClient) -> None:
     response = await client.post("/items", json={"name": ""})
     assert response.status_code == 422
+
+
+async def test_a_trailing_slash_is_not_found_rather_than_redirected(
+    client: httpx.AsyncClient,
+) -> None:
+    # A redirect would name the scheme the app sees: http:// behind a TLS proxy.
+    response = await client.get("/items/", headers={"X-Forwarded-Proto": "https"})
+    assert response.status_code == 404
+    assert "location" not in response.headers

@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from {{ cookiecutter.package_name }}.scheduling import default_jobs
+
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -51,6 +53,6 @@ async def test_job_series_exist_before_the_first_run(client: httpx.AsyncClient) 
         assert ("job_runs_total", outcome) in series
     for outcome in ("success", "failure", "dropped"):
         assert ("heartbeat_pings_total", outcome) in series
-    for job in ("cleanup_items", "heartbeat_example"):
+    for job in (job.id for job in default_jobs()):
         assert value(samples, "job_runs_total", job=job, outcome="failure") == 0
         assert ("job_duration_seconds_count", (("job", job),)) in samples

@@ -11,6 +11,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from {{ cookiecutter.package_name }}.__main__ import main
+from {{ cookiecutter.package_name }}.scheduling import default_jobs
 
 from .conftest import execute, fetch
 
@@ -28,13 +29,14 @@ def test_jobs_list_shows_triggers_grace_and_redacted_heartbeats(
     assert main(["jobs", "list"]) == 0
 
     out = capsys.readouterr().out
-    header, cleanup, alive = out.splitlines()
+    header, *lines = out.splitlines()
     assert header.split() == ["JOB", "TRIGGER", "GRACE", "NEXT", "FIRE", "(UTC)", "HEARTBEAT"]
-    assert cleanup.startswith("cleanup_items ")
+    rows = {line.split()[0]: line for line in lines}
+    assert list(rows) == [job.id for job in default_jobs()]
+    cleanup, alive = rows["cleanup_items"], rows["heartbeat_example"]
     assert "cron[hour='3', minute='17']" in cleanup
     assert "3600 s" in cleanup
     assert cleanup.endswith("healthchecks https://hc-ping.com/***")
-    assert alive.startswith("heartbeat_example ")
     assert alive.endswith("none (set HEARTBEAT_EXAMPLE_HEARTBEAT_URL)")
     assert TOKEN not in out
 
@@ -43,10 +45,9 @@ def test_jobs_run_refuses_an_unknown_job(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert main(["jobs", "run", "nightly_report"]) == 2
-    assert capsys.readouterr().err.strip() == (
-        "unknown job 'nightly_report'; jobs: cleanup_items, heartbeat_example"
-    )
+    assert main(["jobs", "run", "no_such_job"]) == 2
+    known = ", ".join(job.id for job in default_jobs())
+    assert capsys.readouterr().err.strip() == f"unknown job 'no_such_job'; jobs: {known}"
 
 
 async def run_cli(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:

@@ -58,6 +58,7 @@ def test_lock_key_is_a_stable_bigint_per_registry_name() -> None:
 
 
 def test_the_example_jobs_are_declared() -> None:
+    # A subset: the jobs you add to jobs.py join these.
     jobs = default_jobs()
-    assert [job.id for job in jobs] == ["cleanup_items", "heartbeat_example"]
+    assert {"cleanup_items", "heartbeat_example"} <= {job.id for job in jobs}
     assert jobs.get("cleanup_items").grace == timedelta(hours=1)

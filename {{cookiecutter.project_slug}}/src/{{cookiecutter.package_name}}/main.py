@@ -96,6 +96,9 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
         description="{{ cookiecutter.description }}",
         version=__version__,
         lifespan=lifespan,
+        # No redirect from /items/ to /items: Starlette's would name the scheme and host
+        # it sees, http:// behind a TLS proxy. A path has one form; the other is a 404.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.service_id = SERVICE_ID

@@ -89,7 +89,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     database_pool_size: int = Field(default=5, ge=1)
     database_max_overflow: int = Field(default=5, ge=0)
+{%- if cookiecutter.orm == "sqlalchemy" %}
     database_pool_timeout: float = Field(default=10.0, gt=0)
+{%- endif %}
     database_connect_timeout: float = Field(default=5.0, gt=0)
 
     status_page_url: HttpUrl = HttpUrl("{{ cookiecutter.status_page_url }}")

@@ -25,11 +25,13 @@ router = APIRouter(prefix="/items", tags=["items"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_item(payload: ItemCreate, session: SessionDep) -> ItemRead:
+async def create_item(payload: ItemCreate, session: SessionDep, response: Response) -> ItemRead:
     item = Item(name=payload.name, description=payload.description)
     session.add(item)
     await session.commit()
     await session.refresh(item)
+    # A path, not a URL: behind a TLS proxy the scheme and host the client used are not ours.
+    response.headers["Location"] = router.url_path_for("get_item", item_id=str(item.id))
     return ItemRead.model_validate(item)
 
 

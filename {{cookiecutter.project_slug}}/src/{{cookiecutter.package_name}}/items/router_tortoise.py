@@ -24,8 +24,10 @@ router = APIRouter(prefix="/items", tags=["items"], route_class=DatabaseRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_item(payload: ItemCreate) -> ItemRead:
+async def create_item(payload: ItemCreate, response: Response) -> ItemRead:
     item = await Item.create(name=payload.name, description=payload.description)
+    # A path, not a URL: behind a TLS proxy the scheme and host the client used are not ours.
+    response.headers["Location"] = router.url_path_for("get_item", item_id=str(item.id))
     return ItemRead.model_validate(item)
 
 

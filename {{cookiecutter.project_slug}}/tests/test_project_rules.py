@@ -1,0 +1,96 @@
+"""Rules across the project's files, so they keep holding after its first edit.
+
+- every setting of ``Settings`` is in ``.env.example``, in the README's settings
+  table and, unless it is a secret, in ``k8s/base/settings.env``;
+- every probe's ``timeoutSeconds`` exceeds ``HEALTH_CHECK_TIMEOUT``, so a slow
+  dependency fails the check (503) rather than the probe (a timeout);
+- ``terminationGracePeriodSeconds`` exceeds the preStop sleep, uvicorn's graceful
+  timeout and ``SCHEDULER_SHUTDOWN_TIMEOUT`` together, so SIGKILL never cuts a
+  clean shutdown short.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from dotenv import dotenv_values
+
+from {{ cookiecutter.package_name }}.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+# Secrets are files mounted from the Secret, never ConfigMap keys.
+SECRET_SETTINGS = frozenset({"DATABASE_URL", "REDIS_URL"})
+# Only `python -m {{ cookiecutter.package_name }}` reads these; the image's CMD passes --host and --port.
+RUNNER_ONLY_SETTINGS = frozenset({"HOST", "PORT"})
+# Read by load_settings() before Settings exists.
+LOADER_SETTINGS = frozenset({"SECRETS_DIR"})
+
+
+def setting_names() -> set[str]:
+    return {name.upper() for name in Settings.model_fields}
+
+
+def k8s_settings() -> dict[str, str | None]:
+    return dotenv_values(ROOT / "k8s" / "base" / "settings.env")
+
+
+def app_container() -> dict[str, Any]:
+    deployment: dict[str, Any] = yaml.safe_load(
+        (ROOT / "k8s" / "base" / "deployment.yaml").read_text()
+    )
+    containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
+    return next(container for container in containers if container["name"] == "app")
+
+
+def test_every_setting_is_in_env_example() -> None:
+    example = (ROOT / ".env.example").read_text()
+    named = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, flags=re.MULTILINE))
+    assert sorted(setting_names() - named) == [], "missing from .env.example"
+    assert sorted(named - setting_names() - LOADER_SETTINGS - job_settings(named)) == [], (
+        ".env.example names what is no setting"
+    )
+
+
+def job_settings(names: set[str]) -> set[str]:
+    """Per-job settings (``<JOB_ID>_HEARTBEAT_URL``, ``..._PROTOCOL``) among ``names``."""
+    return {name for name in names if name.endswith(("_HEARTBEAT_URL", "_HEARTBEAT_PROTOCOL"))}
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row)}
+    assert sorted(setting_names() - documented) == [], "missing from the README's settings table"
+
+
+def test_k8s_settings_hold_every_non_secret_setting_and_no_secret() -> None:
+    keys = set(k8s_settings())
+    expected = (setting_names() - SECRET_SETTINGS - RUNNER_ONLY_SETTINGS) | LOADER_SETTINGS
+    assert sorted(expected - keys) == [], "missing from k8s/base/settings.env"
+    assert sorted(keys & SECRET_SETTINGS) == [], "a secret in k8s/base/settings.env"
+    assert sorted(keys - setting_names() - LOADER_SETTINGS) == [], "no such setting"
+
+
+def test_probe_timeouts_exceed_the_health_check_timeout() -> None:
+    check_timeout = float(k8s_settings()["HEALTH_CHECK_TIMEOUT"] or "nan")
+    app = app_container()
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert app[probe]["timeoutSeconds"] > check_timeout, probe
+
+
+def test_the_grace_period_covers_the_whole_shutdown() -> None:
+    deployment_text = (ROOT / "k8s" / "base" / "deployment.yaml").read_text()
+    grace = int(re.findall(r"terminationGracePeriodSeconds: (\d+)", deployment_text)[0])
+    sleep = int(app_container()["lifecycle"]["preStop"]["sleep"]["seconds"])
+    cmd_line = next(
+        line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD ")
+    )
+    cmd: list[str] = json.loads(cmd_line.removeprefix("CMD "))
+    graceful = float(cmd[cmd.index("--timeout-graceful-shutdown") + 1])
+    scheduler = float(k8s_settings()["SCHEDULER_SHUTDOWN_TIMEOUT"] or "nan")
+    assert grace > sleep + graceful + scheduler, (grace, sleep, graceful, scheduler)
