@@ -143,6 +143,7 @@ class Service:
     process: subprocess.Popen[bytes]
     port: int
     log: Path
+    metrics_port: int = 0
 
     @property
     def base_url(self) -> str:
@@ -196,9 +197,11 @@ def start_service(
     """Start the baked ``project`` as its image does (``python -m <package> serve``).
 
     ``env`` is added to this process's environment; ``argv`` replaces the module
-    invocation (e.g. a launcher script) and receives the same serve options.
+    invocation (e.g. a launcher script) and receives the same serve options. Metrics
+    are served on a free loopback port of their own (``Service.metrics_port``).
     """
     port = port or free_port()
+    metrics_port = free_port()
     package = next(path.name for path in (project / "src").iterdir() if path.is_dir())
     handle = log.open("wb")
     command = list(argv) if argv is not None else ["-m", package, "serve"]
@@ -214,11 +217,17 @@ def start_service(
             str(graceful_timeout),
         ],
         cwd=project,
-        env={**os.environ, "SECRETS_DIR": "/nonexistent", **env},
+        env={
+            **os.environ,
+            "SECRETS_DIR": "/nonexistent",
+            **env,
+            "HOST": "127.0.0.1",
+            "METRICS_PORT": str(metrics_port),
+        },
         stdout=handle,
         stderr=subprocess.STDOUT,
     )
-    return Service(process=process, port=port, log=log)
+    return Service(process=process, port=port, log=log, metrics_port=metrics_port)
 
 
 @dataclass

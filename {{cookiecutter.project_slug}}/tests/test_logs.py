@@ -232,6 +232,7 @@ async def test_both_ways_to_serve_write_json_lines_with_the_request_id(
         "SECRETS_DIR": str(tmp_path / "none"),
         "HOST": "127.0.0.1",
         "PORT": str(port),
+        "METRICS_PORT": "0",
     }
     argv = [*command, "--port", str(port)] if "uvicorn" in command else command
     process = await asyncio.create_subprocess_exec(

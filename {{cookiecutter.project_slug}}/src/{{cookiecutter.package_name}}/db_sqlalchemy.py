@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import text
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -26,18 +26,33 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from .health import HealthCheck
+from .outages import says_unavailable, statement_bounds
 from .settings import Settings
 
-# Errors that mean "the database cannot be reached right now", raised from a route:
-# the 503 handler answers them with Retry-After and the status page instead of a 500.
+# Errors that may mean "the database cannot serve right now", raised from a route:
+# those ``database_unavailable`` confirms get a 503 with Retry-After and the status
+# page instead of a 500. Most asyncpg errors arrive as the generic ``DBAPIError``.
 DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
-    OperationalError,
-    InterfaceError,
+    DBAPIError,
     PoolTimeoutError,
     ConnectionError,
     TimeoutError,
     socket.gaierror,
 )
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database is unavailable (a 503), not a bug (a 500).
+
+    A pool timeout does; a ``DBAPIError`` does when its chain says so (see
+    ``outages.says_unavailable``: ``connection_invalidated``, the SQLSTATE of a
+    refused, reset or terminated session, too many connections, a statement
+    cancelled by ``DATABASE_STATEMENT_TIMEOUT``). Errors of other dependencies are
+    not judged here: ``True``.
+    """
+    if isinstance(error, DBAPIError):
+        return says_unavailable(error)
+    return True
 
 
 class Base(DeclarativeBase):
@@ -50,7 +65,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     PostgreSQL uses asyncpg with a bounded pool (``DATABASE_POOL_SIZE`` plus
     ``DATABASE_MAX_OVERFLOW`` connections, ``DATABASE_POOL_TIMEOUT`` seconds to
     wait for one, ``DATABASE_CONNECT_TIMEOUT`` seconds to open one). Connections
-    are pinged on checkout, so a database restart costs no failed request.
+    are pinged on checkout, so a database restart costs no failed request. Each
+    statement is bounded by ``DATABASE_STATEMENT_TIMEOUT`` (``outages.statement_bounds``).
     """
     url = settings.database_dsn
     options: dict[str, Any] = {"pool_pre_ping": True}
@@ -59,7 +75,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "pool_size": settings.database_pool_size,
             "max_overflow": settings.database_max_overflow,
             "pool_timeout": settings.database_pool_timeout,
-            "connect_args": {"timeout": settings.database_connect_timeout},
+            "connect_args": {
+                "timeout": settings.database_connect_timeout,
+                **statement_bounds(settings.database_statement_timeout),
+            },
         }
     return create_async_engine(url, **options)
 
