@@ -47,6 +47,8 @@ class PrivatePostgres:
 
     root: Path
     port: int = field(default_factory=free_port)
+    # Server settings passed as -c name=value (e.g. max_connections).
+    options: dict[str, str] = field(default_factory=dict)
 
     @property
     def data(self) -> Path:
@@ -76,6 +78,7 @@ class PrivatePostgres:
 
     def start(self) -> None:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off"
+        options += "".join(f" -c {name}={value}" for name, value in self.options.items())
         self._run(
             postgres_bin("pg_ctl"),
             "-D",
@@ -110,6 +113,16 @@ class PrivatePostgres:
     def resume(self) -> None:
         for pid in self.pids():
             os.kill(pid, signal.SIGCONT)
+
+    def sql(self, query: str) -> str:
+        """Run ``query`` with psql on a connection of its own; returns its unaligned output."""
+        return subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-Atc", query],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
 
     def connections(self, database: str | None = None) -> int:
         """Client backends connected now (optionally to one database), ours excluded."""
@@ -273,9 +286,29 @@ class PrivateRedis:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
             self.process.terminate()
             self.process.wait(timeout=10)
         self.process = None
+
+    def pause(self) -> None:
+        """Freeze the server: connections stay open and nothing answers."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def command(self, *args: str) -> str:
+        """Run one command with redis-cli (e.g. ``CLIENT PAUSE 3000 WRITE``); returns its output."""
+        return subprocess.run(
+            ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
 
 
 def connections_to(pid: int, port: int) -> int:

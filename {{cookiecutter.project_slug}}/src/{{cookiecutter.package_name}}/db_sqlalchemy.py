@@ -7,6 +7,8 @@ get a session per request through ``SessionDep``; jobs open sessions from
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,8 +28,10 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from .health import HealthCheck
-from .outages import says_unavailable, statement_bounds
+from .outages import reason, says_unavailable, statement_bounds
 from .settings import Settings
+
+logger = logging.getLogger(__name__)
 
 # Errors that may mean "the database cannot serve right now", raised from a route:
 # those ``database_unavailable`` confirms get a 503 with Retry-After and the status
@@ -117,10 +121,25 @@ def database_check(database: Database) -> HealthCheck:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """FastAPI dependency: one session per request, closed afterwards."""
+    """FastAPI dependency: one session per request, closed afterwards.
+
+    The close (a rollback of what was not committed) runs after the response has
+    started: if it fails, the connection went away or was left mid-operation by
+    the fault that ended the request. It is then discarded, not returned to the
+    pool, and one line is logged: an error raised here could no longer reach the
+    client, only cut its response short.
+    """
     database: Database = request.app.state.database
-    async with database.sessionmaker() as session:
+    session = database.sessionmaker()
+    try:
         yield session
+    finally:
+        try:
+            await session.close()
+        except DATABASE_UNAVAILABLE_ERRORS as error:
+            logger.warning("database session discarded at close: %s", reason(error))
+            with contextlib.suppress(*DATABASE_UNAVAILABLE_ERRORS):
+                await session.invalidate()
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -38,6 +38,7 @@ DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     OperationalError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     ConnectionError,
     TimeoutError,
     socket.gaierror,
@@ -53,7 +54,10 @@ def database_unavailable(error: BaseException) -> bool:
     cancelled by ``DATABASE_STATEMENT_TIMEOUT``, a closed connection). Errors of
     other dependencies are not judged here: ``True``.
     """
-    if isinstance(error, OperationalError | asyncpg.PostgresError | asyncpg.InterfaceError):
+    if isinstance(
+        error,
+        OperationalError | asyncpg.PostgresError | asyncpg.InterfaceError | asyncpg.InternalClientError,
+    ):
         return says_unavailable(error)
     return True
 

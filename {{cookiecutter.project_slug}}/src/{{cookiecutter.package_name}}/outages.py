@@ -30,8 +30,13 @@ UNAVAILABLE_SQLSTATES = frozenset(
 # SQLSTATE classes of a configuration mistake: 28 invalid authorization (wrong
 # password), 3D invalid catalog name (no such database).
 MISCONFIGURED_SQLSTATE_CLASSES = ("28", "3D")
-# asyncpg's messages for a connection that is gone (its InterfaceError has no SQLSTATE).
-CLOSED_CONNECTION_MESSAGES = ("connection is closed", "connection was closed")
+# asyncpg's messages for a connection that is gone, or that a fault left in the
+# middle of an operation (its InterfaceError and InternalClientError have no SQLSTATE).
+BROKEN_CONNECTION_MESSAGES = (
+    "connection is closed",
+    "connection was closed",
+    "another operation",
+)
 # Seconds asyncpg waits beyond statement_timeout before it gives up on the server.
 CLIENT_TIMEOUT_MARGIN = 1.0
 # Longest cause text a log line quotes: a driver message, not a stack of them.
@@ -60,7 +65,8 @@ def says_unavailable(error: BaseException) -> bool:
 
     True for a SQLSTATE of ``UNAVAILABLE_SQLSTATE_CLASSES`` or ``UNAVAILABLE_SQLSTATES``,
     a SQLAlchemy error with ``connection_invalidated``, asyncpg's "connection is
-    closed", an ``OSError`` (refused, reset, unknown host) or a ``TimeoutError``
+    closed" or "another operation (...) is in progress" (a connection a fault left
+    mid-operation), an ``OSError`` (refused, reset, unknown host) or a ``TimeoutError``
     (connect timeout, asyncpg's ``command_timeout``).
     """
     for cause in causes(error):
@@ -74,7 +80,7 @@ def says_unavailable(error: BaseException) -> bool:
         ):
             return True
         if type(cause).__module__.startswith("asyncpg") and any(
-            message in str(cause) for message in CLOSED_CONNECTION_MESSAGES
+            message in str(cause) for message in BROKEN_CONNECTION_MESSAGES
         ):
             return True
     return False
