@@ -131,10 +131,12 @@ class Load:
             else:
                 tally.other[response.status_code] += 1
 
-    def _send(self, client: httpx.Client, method: str, path: str, **kwargs: object) -> httpx.Response | None:
+    def _send(
+        self, client: httpx.Client, method: str, path: str, json: object = None
+    ) -> httpx.Response | None:
         started = time.monotonic()
         try:
-            response: httpx.Response | None = client.request(method, path, **kwargs)  # type: ignore[arg-type]
+            response: httpx.Response | None = client.request(method, path, json=json)
         except httpx.TransportError as error:
             response = None
             with self._lock:
