@@ -44,6 +44,14 @@ DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     socket.gaierror,
 )
 
+# Those of the above that are not always an outage: their chain decides.
+_JUDGED_ERRORS = (
+    OperationalError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
 
 def database_unavailable(error: BaseException) -> bool:
     """Whether ``error`` means the database is unavailable (a 503), not a bug (a 500).
@@ -54,10 +62,7 @@ def database_unavailable(error: BaseException) -> bool:
     cancelled by ``DATABASE_STATEMENT_TIMEOUT``, a closed connection). Errors of
     other dependencies are not judged here: ``True``.
     """
-    if isinstance(
-        error,
-        OperationalError | asyncpg.PostgresError | asyncpg.InterfaceError | asyncpg.InternalClientError,
-    ):
+    if isinstance(error, _JUDGED_ERRORS):
         return says_unavailable(error)
     return True
 
