@@ -2,7 +2,8 @@
 
 ``METRICS_PORT`` (default 9000) serves them apart from the API, so that the
 NetworkPolicy can open that port to the monitoring namespace only;
-``METRICS_PORT=0`` serves them at ``/metrics`` on the app's own port instead.
+``METRICS_PORT=0`` serves them at ``/metrics`` on the app's own port instead (as
+several uvicorn workers in one container must: they cannot all bind one port).
 
 Each app owns a ``CollectorRegistry`` rather than prometheus-client's global one, so
 that several apps in one process (tests, or an app per worker in a supervisor) never
