@@ -19,6 +19,8 @@ from .conftest import ADMIN_URL, app_client, make_settings
 STATUS_PAGE = "https://status.example.test/"
 SECRET_PASSWORD = "hunter2-s3cret"
 SECRET_USER = "leaky_user"
+ERRORS_LOGGER = "{{ cookiecutter.package_name }}.errors"
+HEALTH_LOGGER = "{{ cookiecutter.package_name }}.health"
 
 
 def assert_503_contract(response: httpx.Response) -> None:
@@ -86,7 +88,7 @@ async def test_a_statement_past_the_deadline_answers_503_and_logs_one_line(
     try:
         async with app.router.lifespan_context(app), app_client(app) as http:
             await holder.execute("BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
-            with caplog.at_level(logging.WARNING, logger="{{ cookiecutter.package_name }}.errors"):
+            with caplog.at_level(logging.WARNING, logger=ERRORS_LOGGER):
                 started = time.monotonic()
                 response = await http.get("/items")
                 took = time.monotonic() - started
@@ -94,7 +96,7 @@ async def test_a_statement_past_the_deadline_answers_503_and_logs_one_line(
         await holder.close()
     assert_503_contract(response)
     assert took < 2.0, f"answered after {took:.2f} s"
-    (record,) = [r for r in caplog.records if r.name.endswith(".errors")]
+    (record,) = [r for r in caplog.records if r.name == ERRORS_LOGGER]
     assert record.exc_info is None, "an expected outage logs no traceback"
     assert "QueryCanceledError" in record.getMessage()
     assert "\n" not in record.getMessage()
@@ -106,7 +108,7 @@ async def test_a_failing_check_logs_its_cause_though_the_response_hides_it(
     missing = ADMIN_URL.rsplit("/", 1)[0] + "/no_such_database_for_this_test"
     app = create_app(make_settings(missing, health_show_details=False))
     async with app.router.lifespan_context(app), app_client(app) as http:
-        with caplog.at_level(logging.INFO, logger="{{ cookiecutter.package_name }}.health"):
+        with caplog.at_level(logging.INFO, logger=HEALTH_LOGGER):
             for _ in range(3):
                 response = await http.get("/health/ready")
                 assert response.status_code == 503
