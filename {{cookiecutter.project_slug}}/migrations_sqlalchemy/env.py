@@ -27,7 +27,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from {{ cookiecutter.package_name }}.db import Base
 from {{ cookiecutter.package_name }}.items import models as _items  # noqa: F401 (registers items)
-from {{ cookiecutter.package_name }}.outages import reason, says_misconfigured, says_unavailable
+from {{ cookiecutter.package_name }}.outages import (
+    reason,
+    says_misconfigured,
+    says_unavailable,
+)
 from {{ cookiecutter.package_name }}.settings import (
     ConfigurationError,
     Settings,
