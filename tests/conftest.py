@@ -153,3 +153,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "project" in callspec.params:
             item.add_marker(pytest.mark.xdist_group(combination_id(callspec.params["project"])))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the fault suite's figures (``record_property("fault", ...)``), one line a fault.
+
+    Recorded as user properties, they reach this process from xdist's workers too.
+    """
+    rows = [
+        (report.nodeid, value)
+        for outcome in ("passed", "failed")
+        for report in terminalreporter.stats.get(outcome, [])
+        if report.when == "call"
+        for name, value in report.user_properties
+        if name == "fault"
+    ]
+    if not rows:
+        return
+    terminalreporter.section("fault figures")
+    for nodeid, figures in rows:
+        combination = nodeid.rsplit("[", 1)[-1].rstrip("]")
+        terminalreporter.write_line(
+            f"{combination} " + " ".join(f"{key}={value}" for key, value in figures.items())
+        )

@@ -47,6 +47,8 @@ class PrivatePostgres:
 
     root: Path
     port: int = field(default_factory=free_port)
+    # Server settings passed as -c name=value (e.g. max_connections).
+    options: dict[str, str] = field(default_factory=dict)
 
     @property
     def data(self) -> Path:
@@ -76,6 +78,7 @@ class PrivatePostgres:
 
     def start(self) -> None:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off"
+        options += "".join(f" -c {name}={value}" for name, value in self.options.items())
         self._run(
             postgres_bin("pg_ctl"),
             "-D",
@@ -111,6 +114,16 @@ class PrivatePostgres:
         for pid in self.pids():
             os.kill(pid, signal.SIGCONT)
 
+    def sql(self, query: str) -> str:
+        """Run ``query`` with psql on a connection of its own; returns its unaligned output."""
+        return subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-Atc", query],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
+
     def connections(self, database: str | None = None) -> int:
         """Client backends connected now (optionally to one database), ours excluded."""
         where = "backend_type = 'client backend' AND pid <> pg_backend_pid()"
@@ -143,6 +156,7 @@ class Service:
     process: subprocess.Popen[bytes]
     port: int
     log: Path
+    metrics_port: int = 0
 
     @property
     def base_url(self) -> str:
@@ -196,9 +210,11 @@ def start_service(
     """Start the baked ``project`` as its image does (``python -m <package> serve``).
 
     ``env`` is added to this process's environment; ``argv`` replaces the module
-    invocation (e.g. a launcher script) and receives the same serve options.
+    invocation (e.g. a launcher script) and receives the same serve options. Metrics
+    are served on a free loopback port of their own (``Service.metrics_port``).
     """
     port = port or free_port()
+    metrics_port = free_port()
     package = next(path.name for path in (project / "src").iterdir() if path.is_dir())
     handle = log.open("wb")
     command = list(argv) if argv is not None else ["-m", package, "serve"]
@@ -214,11 +230,17 @@ def start_service(
             str(graceful_timeout),
         ],
         cwd=project,
-        env={**os.environ, "SECRETS_DIR": "/nonexistent", **env},
+        env={
+            **os.environ,
+            "SECRETS_DIR": "/nonexistent",
+            **env,
+            "HOST": "127.0.0.1",
+            "METRICS_PORT": str(metrics_port),
+        },
         stdout=handle,
         stderr=subprocess.STDOUT,
     )
-    return Service(process=process, port=port, log=log)
+    return Service(process=process, port=port, log=log, metrics_port=metrics_port)
 
 
 @dataclass
@@ -264,9 +286,29 @@ class PrivateRedis:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
             self.process.terminate()
             self.process.wait(timeout=10)
         self.process = None
+
+    def pause(self) -> None:
+        """Freeze the server: connections stay open and nothing answers."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def command(self, *args: str) -> str:
+        """Run one command with redis-cli (e.g. ``CLIENT PAUSE 3000 WRITE``); returns its output."""
+        return subprocess.run(
+            ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
 
 
 def connections_to(pid: int, port: int) -> int:

@@ -6,6 +6,14 @@ combinations, a private Redis, so a fault can be caused for real: SIGSTOP (a hun
 server: connections stay open and nothing answers), a stop, a restart. Every loop
 is bounded in count and time, and every address is on the loopback.
 
+The availability faults run under load (writers and readers in threads, see
+``load.py``): a second client holding every connection slot, sessions killed with
+``pg_terminate_backend``, a restart, SIGSTOP; Redis frozen and Redis refusing
+writes (``CLIENT PAUSE WRITE``); oversized request bodies. Each reports its
+figures (requests sent, 2xx, 503, 500, lost and duplicated writes, peak RSS) in
+the "fault figures" section of pytest's summary; 500s, lost and duplicated writes
+must be 0.
+
 The leader-failover fault (three processes on one PostgreSQL, the leader killed
 with SIGKILL, another takes over and no fire runs twice) is in the baked project's
 own suite (``tests/test_scheduling_leader.py``), which ``test_project.py`` runs.
@@ -18,15 +26,18 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from .conftest import TEST_REDIS_URL, Project
+from .load import Load, Tally
 from .services import (
     PrivatePostgres,
     PrivateRedis,
@@ -149,14 +160,14 @@ def test_database_stopped_then_restarted(
     assert_clean_exit(running)
 
 
-def test_redis_stopped_then_restarted(
+def test_redis_stopped_then_restarted_when_required(
     project: Project, private_postgres: PrivatePostgres, tmp_path: Path
 ) -> None:
     if not project.context["use_redis"]:
         pytest.skip("this combination has no Redis")
     redis = PrivateRedis(root=tmp_path)
     redis.start()
-    env = service_env(private_postgres.url, REDIS_URL=redis.url)
+    env = service_env(private_postgres.url, REDIS_URL=redis.url, REDIS_REQUIRED="true")
     project.migrate(env)
     service = start_service(project.path, project.python, env, log=tmp_path / "service.log")
     try:
@@ -171,6 +182,264 @@ def test_redis_stopped_then_restarted(
     finally:
         redis.stop()
     assert_clean_exit(service)
+
+
+# --- Availability errors under load: 503, never 500, no write lost --------------------------
+
+STATEMENT_TIMEOUT = 1.0
+FAULT_SECONDS = 3.0
+# A request during a fault waits at most for one pool checkout or connect, then one
+# statement: answered well within this, 503 or not.
+ANSWER_BOUND = 2.0 + 2.0 + STATEMENT_TIMEOUT + 1.0 + 1.0
+# "Connection", "application_name" and "pg_terminate_backend" come from PostgreSQL's docs.
+TERMINATE_SERVICE_SESSIONS = (
+    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+    " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    " AND application_name NOT LIKE '%scheduler%'"
+)
+
+
+def fault_env(database_url: str, **extra: str) -> dict[str, str]:
+    return service_env(
+        database_url,
+        DATABASE_STATEMENT_TIMEOUT=str(STATEMENT_TIMEOUT),
+        DATABASE_POOL_TIMEOUT="2",
+        DATABASE_CONNECT_TIMEOUT="2",
+        LOG_LEVEL="INFO",
+        **extra,
+    )
+
+
+def under_load(service: Service, name: str, fault: Callable[[], None]) -> Load:
+    """Run ``fault`` while writers and readers hit ``service``; wait for readiness after."""
+    with Load(service.base_url, name) as load:
+        time.sleep(0.5)
+        fault()
+        seconds_until_ready(service, within=30.0)
+        time.sleep(0.5)
+    return load
+
+
+def assert_no_500_and_no_lost_write(
+    load: Load,
+    server: PrivatePostgres,
+    record_property: Callable[[str, object], None],
+    log: str,
+) -> None:
+    load.check_writes(server)
+    tally = load.tally
+    record_property("fault", tally.figures())
+    assert tally.sent > 0
+    unhandled = [line for line in log.splitlines() if UNHANDLED.search(line)]
+    assert tally.server_errors == 0, (tally.figures(), unhandled[:1])
+    assert tally.incomplete_503 == 0, "a 503 without Retry-After, Link or status_page"
+    assert tally.lost == 0, tally.figures()
+    assert tally.duplicated == 0, tally.figures()
+    assert tally.slowest < ANSWER_BOUND, tally.figures()
+
+
+def test_database_faults_under_load_answer_503_never_500(
+    project: Project,
+    private_postgres: PrivatePostgres,
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
+) -> None:
+    private_postgres.sql("ALTER SYSTEM SET max_connections = 30")
+    private_postgres.stop()
+    private_postgres.start()
+    env = fault_env(private_postgres.url)
+    project.migrate(env)
+    service = start_service(project.path, project.python, env, log=tmp_path / "service.log")
+    holder_script = Path(__file__).with_name("fault_holder.py")
+    loads: list[Load] = []
+    try:
+        service.wait_until_live()
+        seconds_until_ready(service, within=10.0)
+
+        def hold_every_connection() -> None:
+            holder = subprocess.Popen(
+                [str(project.python), str(holder_script), f"{private_postgres.url}"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert holder.stdout is not None
+            assert holder.stdin is not None
+            assert holder.stdout.readline().startswith("holding ")
+            time.sleep(FAULT_SECONDS)
+            holder.stdin.close()
+            holder.wait(timeout=30)
+
+        def terminate_sessions() -> None:
+            deadline = time.monotonic() + FAULT_SECONDS
+            while time.monotonic() < deadline:
+                private_postgres.sql(TERMINATE_SERVICE_SESSIONS)
+                time.sleep(0.3)
+
+        def restart() -> None:
+            private_postgres.stop()
+            time.sleep(1.0)
+            private_postgres.start()
+
+        def freeze() -> None:
+            private_postgres.pause()
+            time.sleep(FAULT_SECONDS + STATEMENT_TIMEOUT)
+            private_postgres.resume()
+
+        for name, fault in [
+            ("max_connections held", hold_every_connection),
+            ("pg_terminate_backend", terminate_sessions),
+            ("restart", restart),
+            ("SIGSTOP", freeze),
+        ]:
+            loads.append(under_load(service, name, fault))
+    finally:
+        private_postgres.resume()
+        exit_code = service.stop()
+    log = service.output()
+    for load in loads:
+        assert_no_500_and_no_lost_write(load, private_postgres, record_property, log)
+    assert exit_code == 0, log
+    assert [load.tally.unavailable > 0 for load in loads] == [True] * len(loads), [
+        load.tally.figures() for load in loads
+    ]
+    unhandled = [line for line in log.splitlines() if UNHANDLED.search(line)]
+    assert unhandled == [], "\n".join(unhandled[:20])
+    # One line per expected availability error, and readiness changes logged with a cause.
+    assert "dependency unavailable during" in log
+    assert re.search(r"not ready: database:responseTime \(\w+", log)
+    assert "ready again" in log
+
+
+def test_redis_faults_degrade_to_the_database_without_stale_reads(
+    project: Project,
+    private_postgres: PrivatePostgres,
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
+) -> None:
+    if not project.context["use_redis"]:
+        pytest.skip("this combination has no Redis")
+    redis = PrivateRedis(root=tmp_path)
+    redis.start()
+    env = fault_env(private_postgres.url, REDIS_URL=redis.url, REDIS_TIMEOUT="0.5")
+    project.migrate(env)
+    service = start_service(project.path, project.python, env, log=tmp_path / "service.log")
+    try:
+        service.wait_until_live()
+        seconds_until_ready(service, within=10.0)
+        with httpx.Client(base_url=service.base_url, timeout=10.0) as client:
+            ids = [
+                client.post("/items", json={"name": f"cached-{n}"}).json()["id"] for n in range(20)
+            ]
+            for item_id in ids:  # cache every item
+                assert client.get(f"/items/{item_id}").status_code == 200
+
+            # Redis frozen: reads come from the database, the pod stays ready with a warn.
+            with Load(service.base_url, "Redis SIGSTOP", writers=2) as load:
+                time.sleep(0.5)
+                redis.pause()
+                try:
+                    time.sleep(CACHE_TTL + CHECK_TIMEOUT)
+                    ready = client.get("/health/ready")
+                    assert ready.status_code == 200
+                    assert ready.json()["status"] == "warn"
+                    for item_id in ids[:3]:
+                        assert client.get(f"/items/{item_id}").status_code == 200
+                    time.sleep(FAULT_SECONDS)
+                finally:
+                    redis.resume()
+                time.sleep(1.0)
+            load.check_writes(private_postgres)
+            record_property("fault", load.tally.figures())
+            assert load.tally.server_errors == 0, load.tally.figures()
+            assert load.tally.unavailable == 0, load.tally.figures()
+            assert load.tally.lost == load.tally.duplicated == 0, load.tally.figures()
+
+            # Redis refusing writes: a delete either happens and is never read back
+            # from the cache, or answers 503 and changes nothing.
+            deletes: Counter[int] = Counter()
+            redis.command("CLIENT", "PAUSE", str(int(FAULT_SECONDS * 1000)), "WRITE")
+            for item_id in ids[:10]:
+                status = client.delete(f"/items/{item_id}").status_code
+                deletes[status] += 1
+                read = client.get(f"/items/{item_id}").status_code
+                assert (status, read) in {(204, 404), (503, 200)}, (status, read)
+            time.sleep(FAULT_SECONDS)
+            for item_id in ids[:10]:
+                if client.get(f"/items/{item_id}").status_code == 200:
+                    assert client.delete(f"/items/{item_id}").status_code == 204
+                assert client.get(f"/items/{item_id}").status_code == 404, "a stale read"
+            record_property(
+                "fault",
+                {"fault": "Redis CLIENT PAUSE WRITE", "deletes": dict(deletes), "stale reads": 0},
+            )
+            assert deletes[503] > 0, deletes
+    finally:
+        redis.stop()
+    assert_clean_exit(service)
+
+
+def test_oversized_bodies_are_refused_in_bounded_memory(
+    running: Service, record_property: Callable[[str, object], None]
+) -> None:
+    process = psutil.Process(running.process.pid)
+    baseline = process.memory_info().rss
+    peak = baseline
+    sampling = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not sampling.is_set():
+            peak = max(peak, process.memory_info().rss)
+            time.sleep(0.02)
+
+    tally = Tally("oversized bodies")
+
+    def chunks(megabytes: int) -> Iterator[bytes]:
+        chunk = b" " * 1024 * 1024
+        for _ in range(megabytes):
+            yield chunk
+
+    def send(content: bytes | Iterator[bytes]) -> None:
+        started = time.monotonic()
+        try:
+            status = httpx.post(
+                f"{running.base_url}/items",
+                content=content,
+                headers={"Content-Type": "application/json"},
+                timeout=30.0,
+            ).status_code
+        except httpx.TransportError:
+            status = 0  # the server closed the connection mid-body, after its 413
+        tally.sent += 1
+        tally.slowest = max(tally.slowest, time.monotonic() - started)
+        if status == 0:
+            tally.no_answer += 1
+        elif status == 500:
+            tally.server_errors += 1
+        else:
+            tally.other[status] += 1
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    array = b"[" + b"1," * (5 * 1024 * 1024) + b"1]"  # about 10 MB, with Content-Length
+    senders = [threading.Thread(target=send, args=(chunks(100),)) for _ in range(3)]
+    senders += [threading.Thread(target=send, args=(array,)) for _ in range(8)]
+    for thread in senders:
+        thread.start()
+    live = [probe(running, "/health/live")[1] for _ in range(5)]
+    for thread in senders:
+        thread.join(timeout=120)
+    sampling.set()
+    sampler.join()
+    tally.peak_rss_mb = round(peak / 2**20, 1)
+    figures = {**tally.figures(), "baseline RSS MB": round(baseline / 2**20, 1)}
+    record_property("fault", figures)
+    assert tally.server_errors == 0, figures
+    assert set(tally.other) <= {413}, figures
+    assert (peak - baseline) / 2**20 < 64, figures
+    assert max(live) < 1.0, f"liveness took {max(live):.2f} s while bodies streamed in"
+    assert probe(running, "/health/live")[0] == 200
 
 
 # --- Heartbeat monitor faults ----------------------------------------------------------------

@@ -368,8 +368,10 @@ def test_dockerfile_builds_in_stages_and_runs_one_uvicorn_as_non_root(bake: Bake
     assert option(argv, "--host") == "0.0.0.0"
     assert option(argv, "--port") == "8000"
     assert "--proxy-headers" in argv
-    assert option(argv, "--forwarded-allow-ips") == "*"
-    assert option(argv, "--timeout-graceful-shutdown") is not None
+    # Settings own these (FORWARDED_ALLOW_IPS, GRACEFUL_SHUTDOWN_TIMEOUT): "*" would let
+    # any client set its address in the logs.
+    assert option(argv, "--forwarded-allow-ips") is None
+    assert option(argv, "--timeout-graceful-shutdown") is None
     assert option(argv, "--workers") is None, "one process per container"
     assert not [args for keyword, args in instructions if keyword == "ENTRYPOINT"]
 
@@ -433,7 +435,8 @@ def test_probes_use_the_named_port_and_the_health_endpoints(rendering: Rendering
         container_port(app, "http")
     )
     service = only(rendering.resources, "Service")
-    assert [port["targetPort"] for port in service["spec"]["ports"]] == ["http"]
+    assert [port["targetPort"] for port in service["spec"]["ports"]] == ["http", "metrics"]
+    assert container_port(app, "metrics") == int(rendering.settings["METRICS_PORT"])
     assert service["spec"]["selector"] == {
         key: pod_labels(rendering)[key] for key in service["spec"]["selector"]
     }
@@ -466,19 +469,23 @@ def test_prestop_sleep_and_grace_period_cover_the_whole_shutdown(rendering: Rend
     assert set(pre_stop) == {"sleep"}, "the native sleep action, not exec (no shell in the image)"
     sleep = int(pre_stop["sleep"]["seconds"])
     assert sleep >= 1
-    # The image's CMD decides uvicorn's graceful timeout: the manifest must not override it.
+    # The settings decide uvicorn's graceful timeout: the manifest must not override it.
     assert "command" not in app
     assert "args" not in app
-    graceful = float(
-        option(dockerfile_cmd(rendering.bake.path / "Dockerfile"), "--timeout-graceful-shutdown")
-        or 0
-    )
-    assert graceful > 0
-    scheduler = float(rendering.settings["SCHEDULER_SHUTDOWN_TIMEOUT"])
+    bounds = {
+        name: float(rendering.settings[name])
+        for name in (
+            "GRACEFUL_SHUTDOWN_TIMEOUT",
+            "SCHEDULER_SHUTDOWN_TIMEOUT",
+            "SCHEDULER_UNWIND_TIMEOUT",
+            "DATABASE_CONNECT_TIMEOUT",
+            "HEARTBEAT_FLUSH_TIMEOUT",
+        )
+    }
+    assert bounds["GRACEFUL_SHUTDOWN_TIMEOUT"] > 0
     grace = int(spec["terminationGracePeriodSeconds"])
-    assert grace > sleep + graceful + scheduler, (
-        f"terminationGracePeriodSeconds {grace} <= preStop {sleep} + uvicorn {graceful}"
-        f" + scheduler {scheduler}"
+    assert grace >= sleep + sum(bounds.values()) + 5, (
+        f"terminationGracePeriodSeconds {grace} < preStop {sleep} + {bounds} + 5 s margin"
     )
 
 
@@ -711,12 +718,18 @@ def test_network_policy_allows_only_the_app_port_in_and_known_ports_out(
     policy = only(rendering.resources, "NetworkPolicy")["spec"]
     assert selects(policy["podSelector"], pod_labels(rendering))
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
-    ingress_ports = [
-        (port["port"], port.get("protocol", "TCP"))
+    ingress = {
+        (port["port"], port.get("protocol", "TCP")): rule.get("from")
         for rule in policy["ingress"]
         for port in rule["ports"]
-    ]
-    assert ingress_ports == [("http", "TCP")]
+    }
+    # The app port from anywhere; metrics from the monitoring namespace only.
+    assert ingress == {
+        ("http", "TCP"): None,
+        ("metrics", "TCP"): [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ],
+    }
     egress_ports = {
         (port["port"], port.get("protocol", "TCP"))
         for rule in policy["egress"]

@@ -148,6 +148,8 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "health_cache_ttl": 0.0,
         "health_show_details": False,
         "status_page_url": "https://status.example.test/",
+        # /metrics on the app's port: no second listener per test app.
+        "metrics_port": 0,
 {%- if cookiecutter.use_redis %}
         "redis_url": TEST_REDIS_URL,
 {%- endif %}

@@ -4,6 +4,7 @@ tests isolated in a transaction rolled back at the end."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -19,21 +20,32 @@ from {{ cookiecutter.package_name }}.db import (
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The advisory lock key of migrations/env.py, derived the same way (env.py is not a module).
+MIGRATION_LOCK_KEY = int.from_bytes(
+    hashlib.blake2b(b"{{ cookiecutter.project_slug }}:migrations", digest_size=8).digest(),
+    "big",
+    signed=True,
+)
 
 
-async def migrate(database_url: str) -> None:
-    """Run ``alembic upgrade head`` against ``database_url`` as an operator would."""
-    process = await asyncio.create_subprocess_exec(
+async def start_migrate(database_url: str, **env: str) -> asyncio.subprocess.Process:
+    """Start ``alembic upgrade head`` against ``database_url``, with ``env`` added."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "alembic",
         "upgrade",
         "head",
         cwd=PROJECT_ROOT,
-        env={**os.environ, "DATABASE_URL": database_url, "ENVIRONMENT": "development"},
+        env={**os.environ, "DATABASE_URL": database_url, "ENVIRONMENT": "development", **env},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
+
+
+async def migrate(database_url: str) -> None:
+    """Run ``alembic upgrade head`` against ``database_url`` as an operator would."""
+    process = await start_migrate(database_url)
     output, _ = await process.communicate()
     assert process.returncode == 0, output.decode()
 

@@ -15,20 +15,24 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from {{ cookiecutter.package_name }}.db import Database
+from {{ cookiecutter.package_name }}.migrate import MIGRATION_LOCK_KEY
+
+__all__ = ["MIGRATION_LOCK_KEY", "PROJECT_ROOT", "isolated", "migrate", "start_migrate"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The tables of the service's models, emptied after each isolated test.
 TABLES = ("items",)
 
 
-async def start_migrate(database_url: str) -> asyncio.subprocess.Process:
-    """Start ``python -m {{ cookiecutter.package_name }}.migrate`` against ``database_url``."""
+async def start_migrate(database_url: str, **env: str) -> asyncio.subprocess.Process:
+    """Start ``python -m {{ cookiecutter.package_name }}.migrate`` against ``database_url``,
+    with ``env`` added."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "{{ cookiecutter.package_name }}.migrate",
         cwd=PROJECT_ROOT,
-        env={**os.environ, "DATABASE_URL": database_url, "ENVIRONMENT": "development"},
+        env={**os.environ, "DATABASE_URL": database_url, "ENVIRONMENT": "development", **env},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

@@ -29,7 +29,7 @@ from {{ cookiecutter.package_name }}.settings import (
     load_settings,
 )
 
-from .conftest import TEST_REDIS_URL, app_client, execute, make_settings, wait_until
+from .conftest import TEST_REDIS_URL, app_client, make_settings, wait_until
 
 
 def unavailable(message: str) -> None:
@@ -156,10 +156,46 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
         server.stop()
 
 
-async def test_readiness_follows_redis_through_a_stop_and_a_restart(
+async def test_a_redis_outage_degrades_to_the_database_and_a_warn(
     postgres_url: str, private_redis: PrivateRedis
 ) -> None:
     settings = make_settings(postgres_url, redis_url=private_redis.url, redis_timeout=0.5)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app), app_client(app) as http:
+
+        async def redis_check_is(status: str) -> bool:
+            report = (await http.get("/health")).json()
+            return bool(report["checks"]["redis:responseTime"][0]["status"] == status)
+
+        await wait_until(lambda: redis_check_is("pass"), within=10, message="Redis up")
+        created = (await http.post("/items", json={"name": "through a fault"})).json()
+
+        await asyncio.to_thread(private_redis.stop)
+        await wait_until(lambda: redis_check_is("warn"), within=5, message="warn with Redis down")
+        # Redis is only a cache: the pod stays ready and reads come from the database.
+        ready = await http.get("/health/ready")
+        assert ready.status_code == 200
+        assert ready.json()["status"] == "warn"
+        assert (await http.get(f"/items/{created['id']}")).json() == created
+        # A delete whose cache entry cannot be dropped changes nothing: 503, not a stale read later.
+        response = await http.delete(f"/items/{created['id']}")
+        assert response.status_code == 503
+        assert response.json()["status_page"] == "https://status.example.test/"
+        assert "Retry-After" in response.headers
+
+        await asyncio.to_thread(private_redis.start)
+        await wait_until(lambda: redis_check_is("pass"), within=10, message="Redis back")
+        assert (await http.get(f"/items/{created['id']}")).status_code == 200
+        assert (await http.delete(f"/items/{created['id']}")).status_code == 204
+        assert (await http.get(f"/items/{created['id']}")).status_code == 404
+
+
+async def test_readiness_follows_redis_when_it_is_required(
+    postgres_url: str, private_redis: PrivateRedis
+) -> None:
+    settings = make_settings(
+        postgres_url, redis_url=private_redis.url, redis_timeout=0.5, redis_required=True
+    )
     app = create_app(settings)
     async with app.router.lifespan_context(app), app_client(app) as http:
 
@@ -167,20 +203,10 @@ async def test_readiness_follows_redis_through_a_stop_and_a_restart(
             return (await http.get("/health/ready")).status_code == status
 
         await wait_until(lambda: ready_is(200), within=10, message="ready with Redis up")
-        created = (await http.post("/items", json={"name": "through a fault"})).json()
-
         await asyncio.to_thread(private_redis.stop)
         await wait_until(lambda: ready_is(503), within=5, message="not ready with Redis down")
         assert (await http.get("/health/live")).status_code == 200
         (check,) = (await http.get("/health")).json()["checks"]["redis:responseTime"]
         assert check["status"] == "fail"
-        # A route that needs Redis answers 503 with the status page, not 500.
-        response = await http.get(f"/items/{created['id']}")
-        assert response.status_code == 503
-        assert response.json()["status_page"] == "https://status.example.test/"
-        assert "Retry-After" in response.headers
-
         await asyncio.to_thread(private_redis.start)
         await wait_until(lambda: ready_is(200), within=10, message="ready again with Redis back")
-        assert (await http.get(f"/items/{created['id']}")).status_code == 200
-        await execute(postgres_url, "DELETE FROM items WHERE id = $1", created["id"])

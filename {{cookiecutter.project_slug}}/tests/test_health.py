@@ -106,3 +106,18 @@ async def test_concurrent_probes_share_one_check_per_period(postgres_url: str) -
         first = await http.get("/health/ready")
         second = await http.get("/health/ready")
     assert first.json() == second.json(), "a cached result is served within the period"
+
+
+async def test_every_health_route_answers_head_as_get(client: httpx.AsyncClient) -> None:
+    for path in ("/health/live", "/health/ready", "/health"):
+        get = await client.get(path)
+        head = await client.head(path)
+        assert head.status_code == get.status_code == 200, path
+        assert head.headers["content-type"] == HEALTH_JSON
+
+
+async def test_api_docs_are_not_served_in_production(postgres_url: str) -> None:
+    app = create_app(make_settings(postgres_url, environment="production"))
+    async with app_client(app) as http:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert (await http.get(path)).status_code == 404, path

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+
 import httpx
 
 
@@ -46,3 +49,59 @@ async def test_a_trailing_slash_is_not_found_rather_than_redirected(
     response = await client.get("/items/", headers={"X-Forwarded-Proto": "https"})
     assert response.status_code == 404
     assert "location" not in response.headers
+
+
+async def test_ids_and_offsets_beyond_the_column_are_refused(client: httpx.AsyncClient) -> None:
+    # The id column is a PostgreSQL integer: the driver would raise on these (a 500).
+    for item_id in (2**31, 2**63, 2**64, 0, -1):
+        for method in ("GET", "DELETE"):
+            response = await client.request(method, f"/items/{item_id}")
+            assert response.status_code == 422, (method, item_id, response.text)
+    assert (await client.get(f"/items/{2**31 - 1}")).status_code == 404
+    for offset in (2**31, 2**63):
+        response = await client.get("/items", params={"offset": offset})
+        assert response.status_code == 422, (offset, response.text)
+    assert (await client.get("/items", params={"offset": 2**31 - 1})).json() == []
+
+
+async def test_text_with_a_nul_character_is_refused(client: httpx.AsyncClient) -> None:
+    for payload in ({"name": "a\x00b"}, {"name": "ok", "description": "\x00"}):
+        response = await client.post("/items", json=payload)
+        assert response.status_code == 422, response.text
+        assert "NUL" in response.text
+
+
+async def test_timestamps_are_iso_8601_utc_with_a_z(client: httpx.AsyncClient) -> None:
+    created = (await client.post("/items", json={"name": "stamped"})).json()
+    for item in (created, (await client.get(f"/items/{created['id']}")).json()):
+        stamp = item["created_at"]
+        assert stamp.endswith("Z"), stamp
+        assert datetime.fromisoformat(stamp).utcoffset() == timedelta(0)
+    assert (await client.get("/items")).json()[0]["created_at"] == created["created_at"]
+
+
+async def test_a_422_quotes_only_an_excerpt_of_the_input(client: httpx.AsyncClient) -> None:
+    huge = "x" * 500_000
+    response = await client.post("/items", json={"name": huge})
+    assert response.status_code == 422
+    assert len(response.content) < 1000, len(response.content)
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "name"]
+    assert error["msg"] == "String should have at most 200 characters"
+    assert error["input"] == "x" * 64 + "..."
+
+
+async def test_a_body_over_the_limit_is_refused_with_413(client: httpx.AsyncClient) -> None:
+    limit = 1024 * 1024  # MAX_REQUEST_BODY_BYTES's default
+    declared = await client.post("/items", content=b"[" + b"0," * limit + b"0]")
+    assert declared.status_code == 413
+
+    async def chunks() -> AsyncIterator[bytes]:
+        # No Content-Length: the limit must hold while the body streams in.
+        for _ in range(4):
+            yield b" " * (limit // 2)
+
+    streamed = await client.post(
+        "/items", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert streamed.status_code == 413

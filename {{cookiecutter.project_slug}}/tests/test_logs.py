@@ -232,6 +232,8 @@ async def test_both_ways_to_serve_write_json_lines_with_the_request_id(
         "SECRETS_DIR": str(tmp_path / "none"),
         "HOST": "127.0.0.1",
         "PORT": str(port),
+        "METRICS_PORT": "0",
+        "FORWARDED_ALLOW_IPS": "10.1.2.3",
     }
     argv = [*command, "--port", str(port)] if "uvicorn" in command else command
     process = await asyncio.create_subprocess_exec(
@@ -244,8 +246,10 @@ async def test_both_ways_to_serve_write_json_lines_with_the_request_id(
     )
     given = uuid.uuid4().hex
     try:
+        # A client naming itself: believed only from FORWARDED_ALLOW_IPS, not from us.
         response = await get_when_up(
-            f"http://127.0.0.1:{port}/health/live", {REQUEST_ID_HEADER: given}
+            f"http://127.0.0.1:{port}/health/live",
+            {REQUEST_ID_HEADER: given, "X-Forwarded-For": "203.0.113.9"},
         )
     finally:
         process.terminate()
@@ -258,4 +262,5 @@ async def test_both_ways_to_serve_write_json_lines_with_the_request_id(
     assert len(access) == 1, lines
     assert access[0]["request_id"] == given
     assert '"GET /health/live HTTP/1.1" 200' in access[0]["message"]
+    assert access[0]["message"].startswith("127.0.0.1:"), "an untrusted X-Forwarded-For"
     assert any(line["logger"] == "uvicorn.error" for line in lines), lines

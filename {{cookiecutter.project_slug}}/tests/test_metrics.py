@@ -1,11 +1,18 @@
-"""``GET /metrics``: job series, and HTTP requests by route template and status."""
+"""``GET /metrics``: job series, HTTP requests by route template and status, the port of its own."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.scheduling import default_jobs
+
+from .conftest import app_client, make_settings
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -19,6 +26,13 @@ async def scrape(client: httpx.AsyncClient) -> Samples:
         for family in text_string_to_metric_families(response.text)
         for sample in family.samples
     }
+
+
+@pytest.fixture
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -56,3 +70,32 @@ async def test_job_series_exist_before_the_first_run(client: httpx.AsyncClient) 
     for job in (job.id for job in default_jobs()):
         assert value(samples, "job_runs_total", job=job, outcome="failure") == 0
         assert ("job_duration_seconds_count", (("job", job),)) in samples
+
+
+async def test_an_unknown_method_is_counted_as_other(client: httpx.AsyncClient) -> None:
+    before = await scrape(client)
+    for method in ("FOO", "BAR", "BAZ"):
+        await client.request(method, "/items")
+    after = await scrape(client)
+    methods = {dict(labels).get("method") for _, labels in after}
+    assert not methods & {"FOO", "BAR", "BAZ"}, "invented methods would make unbounded series"
+    labels = {"method": "other", "route": "/items", "status": "405"}
+    increase = value(after, "http_requests_total", **labels) - value(
+        before, "http_requests_total", **labels
+    )
+    assert increase == 3
+
+
+async def test_metrics_port_serves_metrics_apart_from_the_api(
+    postgres_url: str, unused_port: int
+) -> None:
+    app = create_app(make_settings(postgres_url, metrics_port=unused_port))
+    async with app.router.lifespan_context(app), app_client(app) as http:
+        assert (await http.get("/metrics")).status_code == 404
+        async with httpx.AsyncClient() as scraper:
+            response = await scraper.get(f"http://127.0.0.1:{unused_port}/metrics")
+        assert response.status_code == 200
+        assert "job_runs_total" in response.text
+    # Stopped with the app: nothing listens there any more.
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", unused_port)

@@ -171,6 +171,7 @@ async def test_three_processes_run_each_fire_exactly_once_and_survive_the_leader
         "DATABASE_URL": postgres_url,
         "SECRETS_DIR": str(tmp_path / "no-secrets"),
         "SCHEDULER_LEADER_RETRY_INTERVAL": "0.5",
+        "METRICS_PORT": "0",
         "HEARTBEAT_TIMEOUT": "2",
         "LOG_LEVEL": "INFO",
         "REPLICA_REGISTRY": f"replicas-{uuid.uuid4().hex[:8]}",

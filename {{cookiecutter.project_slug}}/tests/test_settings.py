@@ -106,12 +106,37 @@ def test_bad_configuration_stops_start_up_with_one_line() -> None:
         ("HEARTBEAT_PROTOCOL", "pagerduty"),
         ("HEARTBEAT_TIMEOUT", "0"),
         ("ITEMS_RETENTION_DAYS", "0"),
+        ("LOG_LEVEL", "BOGUS"),
+        ("HEALTH_CHECK_TIMEOUT", "inf"),
+        ("HEALTH_CHECK_TIMEOUT", "nan"),
+        ("HEALTH_CHECK_TIMEOUT", "1e-9"),
+        ("DATABASE_STATEMENT_TIMEOUT", "0"),
+        ("DATABASE_POOL_TIMEOUT", "inf"),
+        ("RETRY_AFTER", "-1"),
+        ("MAX_REQUEST_BODY_BYTES", "0"),
+        ("METRICS_PORT", "8000"),
+        ("METRICS_PORT", "70000"),
+        ("MIGRATION_LOCK_TIMEOUT", "inf"),
+        ("GRACEFUL_SHUTDOWN_TIMEOUT", "-1"),
     ],
 )
-def test_scheduler_and_heartbeat_settings_are_validated(
+def test_settings_are_validated_with_bounds(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str
 ) -> None:
     monkeypatch.setenv("SECRETS_DIR", "/nonexistent")
     monkeypatch.setenv(variable, value)
-    with pytest.raises(ConfigurationError, match=f"^{variable}: "):
+    with pytest.raises(ConfigurationError, match=f"^{variable}: |^{variable} must") as caught:
         load_settings()
+    assert "\n" not in str(caught.value)
+
+
+def test_log_level_accepts_any_case() -> None:
+    assert make_settings("postgres://u@db/app", log_level="warning").log_level == "WARNING"
+
+
+def test_api_docs_are_off_in_production_unless_enabled() -> None:
+    url = "postgres://u@db/app"
+    assert make_settings(url, environment="production").serve_api_docs is False
+    enabled = make_settings(url, environment="production", api_docs_enabled=True)
+    assert enabled.serve_api_docs is True
+    assert make_settings("postgres://u@db/app").serve_api_docs is True

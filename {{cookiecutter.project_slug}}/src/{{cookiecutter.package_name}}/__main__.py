@@ -39,14 +39,19 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
+    graceful = getattr(args, "timeout_graceful_shutdown", None)
     return serve(
         "{{ cookiecutter.package_name }}.main:app",
         ServerOptions(
             host=getattr(args, "host", None) or settings.host,
             port=getattr(args, "port", None) or settings.port,
             proxy_headers=getattr(args, "proxy_headers", False),
-            forwarded_allow_ips=getattr(args, "forwarded_allow_ips", None) or "127.0.0.1",
-            timeout_graceful_shutdown=getattr(args, "timeout_graceful_shutdown", None),
+            forwarded_allow_ips=(
+                getattr(args, "forwarded_allow_ips", None) or settings.forwarded_allow_ips
+            ),
+            timeout_graceful_shutdown=(
+                graceful if graceful is not None else settings.graceful_shutdown_timeout
+            ),
             log_level=settings.log_level.lower(),
         ),
     )
@@ -61,11 +66,14 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="trust X-Forwarded-For/-Proto from --forwarded-allow-ips",
     )
-    parser.add_argument("--forwarded-allow-ips", help="proxies trusted for proxy headers")
+    parser.add_argument(
+        "--forwarded-allow-ips",
+        help="proxies trusted for proxy headers (default: FORWARDED_ALLOW_IPS)",
+    )
     parser.add_argument(
         "--timeout-graceful-shutdown",
         type=float,
-        help="seconds requests in flight get to finish after SIGTERM",
+        help="seconds requests in flight get to finish after SIGTERM (default: GRACEFUL_SHUTDOWN_TIMEOUT)",
     )
 
 

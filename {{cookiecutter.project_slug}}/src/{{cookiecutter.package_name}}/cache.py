@@ -3,7 +3,8 @@
 One ``redis.asyncio.Redis`` client with a bounded connection pool
 (``REDIS_MAX_CONNECTIONS``) lives on ``app.state.redis`` from start-up to
 shutdown. Every command is bounded by ``REDIS_TIMEOUT`` seconds, so a hung Redis
-costs a route a 503 (see ``REDIS_UNAVAILABLE_ERRORS``), not a hung request.
+costs a route at most that long: the items cache then reads from the database,
+and what cannot do without Redis answers 503 (``REDIS_UNAVAILABLE_ERRORS``).
 """
 
 from __future__ import annotations
@@ -47,16 +48,20 @@ async def open_redis(settings: Settings) -> AsyncIterator[Redis]:
         await client.aclose()
 
 
-def redis_check(client: Redis) -> HealthCheck:
+def redis_check(client: Redis, *, required: bool) -> HealthCheck:
     """Readiness check: ``PING`` through the app's own pool.
 
-    Bounded by the health runner's timeout (``HEALTH_CHECK_TIMEOUT``).
+    Bounded by the health runner's timeout (``HEALTH_CHECK_TIMEOUT``). Unless
+    ``required`` (``REDIS_REQUIRED``), a failure is a ``warn``: Redis is only a
+    cache, and the pod keeps serving from the database.
     """
 
     async def ping() -> None:
         await client.ping()
 
-    return HealthCheck(key="redis:responseTime", component_type="datastore", run=ping)
+    return HealthCheck(
+        key="redis:responseTime", component_type="datastore", run=ping, critical=required
+    )
 
 
 def get_redis(request: Request) -> Redis:

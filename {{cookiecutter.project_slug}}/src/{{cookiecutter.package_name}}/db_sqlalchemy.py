@@ -7,6 +7,8 @@ get a session per request through ``SessionDep``; jobs open sessions from
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import text
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -26,18 +28,35 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from .health import HealthCheck
+from .outages import reason, says_unavailable, statement_bounds
 from .settings import Settings
 
-# Errors that mean "the database cannot be reached right now", raised from a route:
-# the 503 handler answers them with Retry-After and the status page instead of a 500.
+logger = logging.getLogger(__name__)
+
+# Errors that may mean "the database cannot serve right now", raised from a route:
+# those ``database_unavailable`` confirms get a 503 with Retry-After and the status
+# page instead of a 500. Most asyncpg errors arrive as the generic ``DBAPIError``.
 DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
-    OperationalError,
-    InterfaceError,
+    DBAPIError,
     PoolTimeoutError,
     ConnectionError,
     TimeoutError,
     socket.gaierror,
 )
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database is unavailable (a 503), not a bug (a 500).
+
+    A pool timeout does; a ``DBAPIError`` does when its chain says so (see
+    ``outages.says_unavailable``: ``connection_invalidated``, the SQLSTATE of a
+    refused, reset or terminated session, too many connections, a statement
+    cancelled by ``DATABASE_STATEMENT_TIMEOUT``). Errors of other dependencies are
+    not judged here: ``True``.
+    """
+    if isinstance(error, DBAPIError):
+        return says_unavailable(error)
+    return True
 
 
 class Base(DeclarativeBase):
@@ -50,7 +69,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     PostgreSQL uses asyncpg with a bounded pool (``DATABASE_POOL_SIZE`` plus
     ``DATABASE_MAX_OVERFLOW`` connections, ``DATABASE_POOL_TIMEOUT`` seconds to
     wait for one, ``DATABASE_CONNECT_TIMEOUT`` seconds to open one). Connections
-    are pinged on checkout, so a database restart costs no failed request.
+    are pinged on checkout, so a database restart costs no failed request. Each
+    statement is bounded by ``DATABASE_STATEMENT_TIMEOUT`` (``outages.statement_bounds``).
     """
     url = settings.database_dsn
     options: dict[str, Any] = {"pool_pre_ping": True}
@@ -59,7 +79,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "pool_size": settings.database_pool_size,
             "max_overflow": settings.database_max_overflow,
             "pool_timeout": settings.database_pool_timeout,
-            "connect_args": {"timeout": settings.database_connect_timeout},
+            "connect_args": {
+                "timeout": settings.database_connect_timeout,
+                **statement_bounds(settings.database_statement_timeout),
+            },
         }
     return create_async_engine(url, **options)
 
@@ -98,10 +121,25 @@ def database_check(database: Database) -> HealthCheck:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """FastAPI dependency: one session per request, closed afterwards."""
+    """FastAPI dependency: one session per request, closed afterwards.
+
+    The close (a rollback of what was not committed) runs after the response has
+    started: if it fails, the connection went away or was left mid-operation by
+    the fault that ended the request. It is then discarded, not returned to the
+    pool, and one line is logged: an error raised here could no longer reach the
+    client, only cut its response short.
+    """
     database: Database = request.app.state.database
-    async with database.sessionmaker() as session:
+    session = database.sessionmaker()
+    try:
         yield session
+    finally:
+        try:
+            await session.close()
+        except DATABASE_UNAVAILABLE_ERRORS as error:
+            logger.warning("database session discarded at close: %s", reason(error))
+            with contextlib.suppress(*DATABASE_UNAVAILABLE_ERRORS):
+                await session.invalidate()
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -20,25 +20,51 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.context import TortoiseContext, _current_context
-from tortoise.exceptions import DBConnectionError
+from tortoise.exceptions import DBConnectionError, OperationalError
 
 from .health import HealthCheck
+from .outages import says_unavailable, statement_bounds
 from .settings import Settings
 
 # Modules holding the service's models. Aerich keeps its migration history in a
 # table of its own, so its model belongs to the same app.
 MODELS = ["{{ cookiecutter.package_name }}.items.models", "aerich.models"]
 
-# Errors that mean "the database cannot be reached right now", raised from a route:
-# the 503 handler answers them with Retry-After and the status page instead of a 500.
+# Errors that may mean "the database cannot serve right now", raised from a route:
+# those ``database_unavailable`` confirms get a 503 with Retry-After and the status
+# page instead of a 500. Tortoise lets most asyncpg errors through as they are.
 DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     DBConnectionError,
-    asyncpg.PostgresConnectionError,
+    OperationalError,
+    asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     ConnectionError,
     TimeoutError,
     socket.gaierror,
 )
+
+# Those of the above that are not always an outage: their chain decides.
+_JUDGED_ERRORS = (
+    OperationalError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database is unavailable (a 503), not a bug (a 500).
+
+    ``DBConnectionError`` does; Tortoise's ``OperationalError`` and asyncpg's errors
+    do when their chain says so (see ``outages.says_unavailable``: the SQLSTATE of a
+    refused, reset or terminated session, too many connections, a statement
+    cancelled by ``DATABASE_STATEMENT_TIMEOUT``, a closed connection). Errors of
+    other dependencies are not judged here: ``True``.
+    """
+    if isinstance(error, _JUDGED_ERRORS):
+        return says_unavailable(error)
+    return True
 
 
 class Database(TortoiseContext):
@@ -94,7 +120,7 @@ def tortoise_config(settings: Settings) -> dict[str, Any]:
 
     PostgreSQL uses asyncpg with a bounded pool (``DATABASE_POOL_SIZE`` plus
     ``DATABASE_MAX_OVERFLOW`` connections, ``DATABASE_CONNECT_TIMEOUT`` seconds to
-    open one).
+    open one, ``DATABASE_STATEMENT_TIMEOUT`` per statement: ``outages.statement_bounds``).
     """
     url = tortoise_url(settings.database_dsn)
     connection: str | dict[str, Any] = url
@@ -106,6 +132,7 @@ def tortoise_config(settings: Settings) -> dict[str, Any]:
             "minsize": 0,
             "maxsize": settings.database_pool_size + settings.database_max_overflow,
             "timeout": settings.database_connect_timeout,
+            **statement_bounds(settings.database_statement_timeout),
         }
     return {
         "connections": {"default": connection},

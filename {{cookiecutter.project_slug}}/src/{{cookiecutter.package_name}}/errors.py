@@ -5,20 +5,61 @@
 - JSON bodies gain a ``status_page`` field.
 
 The headers are added by a pure ASGI middleware, so they are present on any 503
-whoever produced it; the exception handlers below shape the bodies.
+whoever produced it; the exception handlers below shape the bodies. An outage is
+expected: each 503 it causes logs one line (method, path, error and its cause),
+not a traceback.
+
+A 422 keeps FastAPI's error locations and messages, but quotes at most
+``MAX_INPUT_EXCERPT`` characters of each rejected input: a client's 5 MB field
+must not come back as a 5 MB error.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .outages import reason
+
 logger = logging.getLogger(__name__)
+
+# Characters of a rejected input a 422 quotes back.
+MAX_INPUT_EXCERPT = 64
+
+
+def input_excerpt(value: Any) -> Any:
+    """``value`` as a 422 may quote it: numbers, booleans and ``None`` as they are,
+    anything else as text of at most ``MAX_INPUT_EXCERPT`` characters (``...`` marks a cut).
+    """
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = value if isinstance(value, str) else json.dumps(jsonable_encoder(value))
+    if len(text) <= MAX_INPUT_EXCERPT:
+        return text
+    return text[:MAX_INPUT_EXCERPT] + "..."
+
+
+def validation_errors(errors: Any) -> list[dict[str, Any]]:
+    """FastAPI's validation errors with each ``input`` and ``ctx`` value cut to an excerpt."""
+    shortened = []
+    for error in errors:
+        item = dict(error)
+        if "input" in item:
+            item["input"] = input_excerpt(item["input"])
+        if isinstance(item.get("ctx"), dict):
+            item["ctx"] = {key: input_excerpt(value) for key, value in item["ctx"].items()}
+        shortened.append(item)
+    return shortened
 
 
 class ServiceUnavailableHeaders:
@@ -54,12 +95,14 @@ def install_error_handlers(
     status_page_url: str,
     retry_after: int,
     unavailable_errors: tuple[type[Exception], ...],
+    is_unavailable: Callable[[BaseException], bool],
 ) -> None:
-    """Register the 503 middleware and handlers on ``app``.
+    """Register the 503 middleware and handlers, and the short 422, on ``app``.
 
     Args:
-        unavailable_errors: exception types meaning a dependency is unreachable;
-            raised from a route they become a 503 instead of a 500.
+        unavailable_errors: exception types that may mean a dependency is
+            unavailable; raised from a route, those ``is_unavailable`` confirms
+            become a 503 instead of a 500 (the others stay 500s, with their traceback).
     """
 
     async def on_http_exception(request: Request, exc: Exception) -> Response:
@@ -73,20 +116,29 @@ def install_error_handlers(
         )
 
     async def on_unavailable(request: Request, exc: Exception) -> Response:
-        # The message may name hosts or credentials: log it, never send it.
+        if not is_unavailable(exc):
+            raise exc
+        # The message may name hosts or credentials: log it, never send it. One line:
+        # an outage is expected, and a traceback per request would drown the logs.
         logger.warning(
             "dependency unavailable during %s %s: %s",
             request.method,
             request.url.path,
-            type(exc).__name__,
-            exc_info=exc,
+            reason(exc),
         )
         return JSONResponse(
             {"detail": "Service temporarily unavailable", "status_page": status_page_url},
             status_code=503,
         )
 
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse(
+            {"detail": jsonable_encoder(validation_errors(exc.errors()))}, status_code=422
+        )
+
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
     for error_type in unavailable_errors:
         app.add_exception_handler(error_type, on_unavailable)
     app.add_middleware(

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import cache
+from typing import Any
 
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
@@ -21,13 +22,18 @@ from . import __version__
 {%- if cookiecutter.use_redis %}
 from .cache import REDIS_UNAVAILABLE_ERRORS, open_redis, redis_check
 {%- endif %}
-from .db import DATABASE_UNAVAILABLE_ERRORS, database_check, open_database
+from .db import (
+    DATABASE_UNAVAILABLE_ERRORS,
+    database_check,
+    database_unavailable,
+    open_database,
+)
 from .errors import install_error_handlers
 from .health import HealthChecks
 from .health import router as health_router
 from .items.router import router as items_router
 from .logs import configure_logging
-from .metrics import HttpMetrics, Metrics
+from .metrics import HttpMetrics, Metrics, serve_metrics
 from .metrics import router as metrics_router
 from .scheduling import JobRegistry, default_jobs
 from .scheduling.heartbeat import resolve_targets
@@ -38,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 SERVICE_ID = "{{ cookiecutter.project_slug }}"
 REQUEST_ID_HEADER = "X-Request-ID"
+# FastAPI's options that turn off /docs, /redoc and /openapi.json (API_DOCS_ENABLED).
+NO_API_DOCS: dict[str, Any] = {"openapi_url": None, "docs_url": None, "redoc_url": None}
 
 
 @asynccontextmanager
@@ -45,6 +53,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start every resource onto ``app.state``; stop them in reverse order."""
     settings: Settings = app.state.settings
     async with AsyncExitStack() as stack:
+        if settings.metrics_port:
+            stack.enter_context(
+                serve_metrics(app.state.metrics, host=settings.host, port=settings.metrics_port)
+            )
         database = await stack.enter_async_context(open_database(settings))
         app.state.database = database
         app.state.health = HealthChecks(
@@ -54,7 +66,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
 {%- if cookiecutter.use_redis %}
         app.state.redis = await stack.enter_async_context(open_redis(settings))
-        app.state.health.add(redis_check(app.state.redis))
+        app.state.health.add(redis_check(app.state.redis, required=settings.redis_required))
 {%- endif %}
 
         # After the database and the checks exist; stopped before the database is closed:
@@ -99,6 +111,9 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
         # No redirect from /items/ to /items: Starlette's would name the scheme and host
         # it sees, http:// behind a TLS proxy. A path has one form; the other is a 404.
         redirect_slashes=False,
+        # Enforced while the body streams in: a client cannot make the process hold more.
+        max_body_size=settings.max_request_body_bytes,
+        **({} if settings.serve_api_docs else NO_API_DOCS),
     )
     app.state.settings = settings
     app.state.service_id = SERVICE_ID
@@ -114,13 +129,15 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
         retry_after=settings.retry_after,
         unavailable_errors=DATABASE_UNAVAILABLE_ERRORS
         {%- if cookiecutter.use_redis %} + REDIS_UNAVAILABLE_ERRORS{% endif %},
+        is_unavailable=database_unavailable,
     )
     app.add_middleware(HttpMetrics, metrics=app.state.metrics)
     # Outermost of ours: the request ID exists before anything else logs, and every
     # response, 503s included, returns it in X-Request-ID (see logs.py).
     app.add_middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER)
     app.include_router(health_router)
-    app.include_router(metrics_router)
+    if not settings.metrics_port:
+        app.include_router(metrics_router)
     app.include_router(items_router)
     return app
 

@@ -1,4 +1,9 @@
-"""Prometheus metrics of one app, served at ``GET /metrics``.
+"""Prometheus metrics of one app, served at ``GET /metrics`` on a port of their own.
+
+``METRICS_PORT`` (default 9000) serves them apart from the API, so that the
+NetworkPolicy can open that port to the monitoring namespace only;
+``METRICS_PORT=0`` serves them at ``/metrics`` on the app's own port instead (as
+several uvicorn workers in one container must: they cannot all bind one port).
 
 Each app owns a ``CollectorRegistry`` rather than prometheus-client's global one, so
 that several apps in one process (tests, or an app per worker in a supervisor) never
@@ -20,8 +25,10 @@ Series:
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import (
@@ -31,6 +38,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    start_http_server,
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -40,6 +48,13 @@ PING_OUTCOMES = ("success", "failure", "dropped")
 JOB_DURATION_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600)
 # Label value for requests that matched no route, so random paths add no series.
 UNMATCHED_ROUTE = "<unmatched>"
+# The methods of RFC 9110 and PATCH (RFC 5789); any other is counted as OTHER_METHOD.
+HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+OTHER_METHOD = "other"
+
+logger = logging.getLogger(__name__)
 
 
 class Metrics:
@@ -124,11 +139,30 @@ class HttpMetrics:
             await self.app(scope, receive, send_and_observe)
         finally:
             route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
-            labels = (scope["method"], route, str(status))
+            method = scope["method"] if scope["method"] in HTTP_METHODS else OTHER_METHOD
+            labels = (method, route, str(status))
             self.metrics.http_requests.labels(*labels).inc()
             self.metrics.http_request_duration.labels(*labels).observe(
                 time.perf_counter() - started
             )
+
+
+@contextmanager
+def serve_metrics(metrics: Metrics, *, host: str, port: int) -> Iterator[None]:
+    """Serve ``metrics`` at ``http://host:port/metrics`` for the block (prometheus-client's
+    threaded server); the server is shut down and its socket closed at the end.
+
+    Raises:
+        OSError: the port cannot be bound (in use, or not allowed).
+    """
+    server, thread = start_http_server(port, addr=host, registry=metrics.registry)
+    logger.info("metrics served on %s:%d", host, port)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 router = APIRouter(tags=["metrics"])

@@ -18,14 +18,17 @@ from types import FrameType
 import uvicorn
 from starlette.types import ASGIApp
 
+from .settings import Settings
+
 
 @dataclass(frozen=True, slots=True)
 class ServerOptions:
     """uvicorn's options that matter in production.
 
-    ``timeout_graceful_shutdown`` is in seconds; keep it below the pod's
-    ``terminationGracePeriodSeconds`` minus the preStop sleep and
-    ``SCHEDULER_SHUTDOWN_TIMEOUT``.
+    ``timeout_graceful_shutdown`` is in seconds (``GRACEFUL_SHUTDOWN_TIMEOUT``); the
+    pod's ``terminationGracePeriodSeconds`` must cover it with every other bound of
+    ``shutdown_bounds``. ``forwarded_allow_ips`` (``FORWARDED_ALLOW_IPS``) names the
+    proxies whose ``X-Forwarded-For``/``-Proto`` are believed.
     """
 
     host: str
@@ -34,6 +37,25 @@ class ServerOptions:
     forwarded_allow_ips: str = "127.0.0.1"
     timeout_graceful_shutdown: float | None = None
     log_level: str = "info"
+
+
+def shutdown_bounds(settings: Settings) -> dict[str, float]:
+    """Every bound, in seconds, that can delay the exit after SIGTERM, by setting name.
+
+    They add up: uvicorn lets requests finish (``GRACEFUL_SHUTDOWN_TIMEOUT``), then the
+    lifespan stops the scheduler: runs in flight drain (``SCHEDULER_SHUTDOWN_TIMEOUT``),
+    the late ones are cancelled and unwind (``SCHEDULER_UNWIND_TIMEOUT``), the leader
+    lock's session closes (bounded by ``DATABASE_CONNECT_TIMEOUT``, see
+    ``scheduling/leader.py``) and pending pings flush (``HEARTBEAT_FLUSH_TIMEOUT``).
+    The pod's preStop sleep comes before all of them (``k8s/base/deployment.yaml``).
+    """
+    return {
+        "GRACEFUL_SHUTDOWN_TIMEOUT": settings.graceful_shutdown_timeout,
+        "SCHEDULER_SHUTDOWN_TIMEOUT": settings.scheduler_shutdown_timeout,
+        "SCHEDULER_UNWIND_TIMEOUT": settings.scheduler_unwind_timeout,
+        "DATABASE_CONNECT_TIMEOUT": settings.database_connect_timeout,
+        "HEARTBEAT_FLUSH_TIMEOUT": settings.heartbeat_flush_timeout,
+    }
 
 
 def _stopped_gracefully(signum: int, frame: FrameType | None) -> None:

@@ -23,6 +23,8 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 {%- endif %}
 DEFAULT_SECRETS_DIR = "/run/secrets/{{ cookiecutter.project_slug }}"
 ENV_FILE = ".env"
+# Python's logging levels that LOG_LEVEL may name (in any case).
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 
 class Environment(enum.StrEnum):
@@ -78,6 +80,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
+        # inf and nan pass ge/le checks: no duration or size is ever either.
+        allow_inf_nan=False,
     )
 
     environment: Environment = Environment.DEVELOPMENT
@@ -85,41 +89,63 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.AUTO
+    # Proxies whose X-Forwarded-For/-Proto are believed: addresses or CIDR networks,
+    # comma-separated ("*" trusts any client to name itself).
+    forwarded_allow_ips: str = "127.0.0.1"
+    graceful_shutdown_timeout: float = Field(default=15.0, ge=0, le=600)
+    max_request_body_bytes: int = Field(default=1024 * 1024, ge=1, le=1024**3)
+    api_docs_enabled: bool | None = None
+    metrics_port: int = Field(default=9000, ge=0, le=65535)
 
     database_url: str | None = None
-    database_pool_size: int = Field(default=5, ge=1)
-    database_max_overflow: int = Field(default=5, ge=0)
+    database_pool_size: int = Field(default=5, ge=1, le=1000)
+    database_max_overflow: int = Field(default=5, ge=0, le=1000)
 {%- if cookiecutter.orm == "sqlalchemy" %}
-    database_pool_timeout: float = Field(default=10.0, gt=0)
+    database_pool_timeout: float = Field(default=10.0, gt=0, le=600)
 {%- endif %}
-    database_connect_timeout: float = Field(default=5.0, gt=0)
+    database_connect_timeout: float = Field(default=5.0, gt=0, le=600)
+    database_statement_timeout: float = Field(default=10.0, ge=0.1, le=3600)
+    migration_lock_timeout: float = Field(default=300.0, gt=0, le=3600)
+    migration_ddl_lock_timeout: float = Field(default=10.0, ge=0.1, le=3600)
 
     status_page_url: HttpUrl = HttpUrl("{{ cookiecutter.status_page_url }}")
-    retry_after: int = Field(default=5, ge=0)
+    retry_after: int = Field(default=5, ge=0, le=86400)
 
-    health_check_timeout: float = Field(default=1.0, gt=0)
-    health_cache_ttl: float = Field(default=1.0, ge=0)
+    # Below 0.1 s a check of a healthy database across a network fails for ever.
+    health_check_timeout: float = Field(default=1.0, ge=0.1, le=30)
+    health_cache_ttl: float = Field(default=1.0, ge=0, le=60)
     health_show_details: bool | None = None
 
     scheduler_enabled: bool = True
-    scheduler_misfire_grace_time: int = Field(default=60, ge=1)
-    scheduler_shutdown_timeout: float = Field(default=20.0, ge=0)
+    scheduler_misfire_grace_time: int = Field(default=60, ge=1, le=7 * 86400)
+    scheduler_shutdown_timeout: float = Field(default=20.0, ge=0, le=600)
+    scheduler_unwind_timeout: float = Field(default=5.0, ge=0, le=600)
     # A follower takes over at most this long after the leader's session ends; the
     # bound keeps a takeover within 30 s even after a host failure (see leader.py).
     scheduler_leader_retry_interval: float = Field(default=5.0, gt=0, le=10)
 
     heartbeat_protocol: HeartbeatProtocol = HeartbeatProtocol.HEALTHCHECKS
-    heartbeat_timeout: float = Field(default=10.0, gt=0)
+    heartbeat_timeout: float = Field(default=10.0, gt=0, le=600)
     heartbeat_retries: int = Field(default=2, ge=0, le=10)
+    heartbeat_flush_timeout: float = Field(default=2.0, ge=0, le=600)
 
-    items_retention_days: int = Field(default=30, ge=1)
+    items_retention_days: int = Field(default=30, ge=1, le=36500)
 {%- if cookiecutter.use_redis %}
 
     redis_url: str | None = None
-    redis_max_connections: int = Field(default=10, ge=1)
-    redis_timeout: float = Field(default=2.0, gt=0)
-    items_cache_ttl: float = Field(default=60.0, gt=0)
+    redis_required: bool = False
+    redis_max_connections: int = Field(default=10, ge=1, le=10000)
+    redis_timeout: float = Field(default=2.0, gt=0, le=600)
+    items_cache_ttl: float = Field(default=60.0, gt=0, le=86400)
 {%- endif %}
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
+        return level
 
     @field_validator("database_url")
     @classmethod
@@ -133,6 +159,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_environment(self) -> Self:
+        if self.metrics_port == self.port:
+            raise ValueError(
+                f"METRICS_PORT must differ from PORT ({self.port}); 0 serves /metrics on PORT"
+            )
         if self.environment is Environment.DEVELOPMENT:
             return self
         if self.database_url is None:
@@ -168,6 +198,13 @@ class Settings(BaseSettings):
         """The Redis URL in use: ``REDIS_URL``, or the local Redis in development."""
         return self.redis_url or DEFAULT_REDIS_URL
 {%- endif %}
+
+    @property
+    def serve_api_docs(self) -> bool:
+        """Whether ``/docs``, ``/redoc`` and ``/openapi.json`` are served: off in production unless set."""
+        if self.api_docs_enabled is not None:
+            return self.api_docs_enabled
+        return self.environment is not Environment.PRODUCTION
 
     @property
     def show_health_details(self) -> bool:

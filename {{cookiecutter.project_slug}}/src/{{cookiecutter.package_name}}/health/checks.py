@@ -12,6 +12,10 @@ that does not answer.
 Results are cached for ``cache_ttl`` seconds, and concurrent probes share one
 run in flight, so a burst of probes costs at most one round-trip per dependency
 per period.
+
+A check's status changing (``pass`` to ``fail`` and back) is logged once, with the
+check's output: the cause of a failure (a wrong password, a refused connection)
+reaches the log even when ``HEALTH_SHOW_DETAILS`` hides it from the response.
 """
 
 from __future__ import annotations
@@ -20,12 +24,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from ..outages import reason
 from .model import CheckResult, Status
 
 logger = logging.getLogger(__name__)
+
+# Characters of a failing check's output quoted in its transition's log line.
+MAX_LOGGED_OUTPUT = 300
 
 CheckFunction = Callable[[], Coroutine[Any, Any, CheckResult | None]]
 
@@ -40,6 +48,8 @@ class HealthCheck:
     ``readiness`` says whether the check gates ``/health/ready``; checks that are
     not about serving traffic (scheduled jobs) appear only in ``/health``.
     ``cacheable`` is false for cheap in-memory checks that must always be current.
+    ``critical`` false turns the check's failures into ``warn``: a dependency the
+    service can do without (a cache) is reported, but readiness stays 200.
     """
 
     key: str
@@ -47,6 +57,7 @@ class HealthCheck:
     run: CheckFunction
     readiness: bool = True
     cacheable: bool = True
+    critical: bool = True
 
 
 class CachedCheck:
@@ -60,6 +71,7 @@ class CachedCheck:
         self._expires_at = 0.0
         self._flight: asyncio.Future[CheckResult] | None = None
         self._straggler: asyncio.Task[CheckResult | None] | None = None
+        self._last_status: Status | None = None
 
     def fresh(self) -> CheckResult | None:
         """The cached result while it is younger than ``cache_ttl`` seconds, else ``None``."""
@@ -82,10 +94,27 @@ class CachedCheck:
             result = await self._observe()
         finally:
             self._flight = None
+        if result.status is not Status.PASS and not self.check.critical:
+            result = replace(result, status=Status.WARN)
+        self._log_transition(result)
         if self.cache_ttl > 0:
             self._cached = result
             self._expires_at = time.monotonic() + self.cache_ttl
         return result
+
+    def _log_transition(self, result: CheckResult) -> None:
+        previous, self._last_status = self._last_status, result.status
+        if result.status is previous or (previous is None and result.status is Status.PASS):
+            return
+        level = logging.INFO if result.status is Status.PASS else logging.WARNING
+        logger.log(
+            level,
+            "check %s %s -> %s%s",
+            self.check.key,
+            previous.value if previous is not None else "start",
+            result.status.value,
+            f": {one_line(result.output)}" if result.output else "",
+        )
 
     async def _observe(self) -> CheckResult:
         if self._straggler is not None:
@@ -114,12 +143,21 @@ class CachedCheck:
                 Status.FAIL,
                 observed_value=elapsed_ms,
                 observed_unit="ms",
-                output=f"{type(error).__name__}: {error}",
+                output=reason(error),
             )
         result = task.result()
         if result is None:
             return CheckResult(Status.PASS, observed_value=elapsed_ms, observed_unit="ms")
         return result
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line of at most ``MAX_LOGGED_OUTPUT`` characters, for a log line.
+
+    A driver message can span lines (asyncpg's DETAIL and HINT); a log line must not.
+    """
+    flat = " ".join(text.split())
+    return flat if len(flat) <= MAX_LOGGED_OUTPUT else flat[:MAX_LOGGED_OUTPUT] + "..."
 
 
 def _log_straggler(task: asyncio.Task[CheckResult | None]) -> None:

@@ -8,19 +8,26 @@
   scheduled jobs, with version and uptime; 200 for pass or warn, 503 for fail.
 
 Bodies follow draft-inadarei-api-health-check-06 (``application/health+json``).
+Every route answers ``HEAD`` as well (some uptime monitors use it), and readiness
+changing (``pass`` to ``fail`` and back) is logged once, naming the failing checks.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from .checks import HealthCheck, HealthChecks, Rendered
+from .checks import HealthCheck, HealthChecks, Rendered, one_line
 from .model import HEALTH_MEDIA_TYPE, CheckResult, Status, dump, utcnow, worst
 
+logger = logging.getLogger(__name__)
+
 router = APIRouter(prefix="/health", tags=["health"])
+# Monitors that check with HEAD must get the same status as with GET.
+METHODS = ["GET", "HEAD"]
 
 _LIVE_BODY = dump({"status": Status.PASS.value})
 
@@ -47,8 +54,32 @@ def _render(
     return {"status": status.value, "checks": rendered}, status
 
 
-@router.get(
+def _log_readiness(
+    previous: Status | None, status: Status, results: list[tuple[HealthCheck, CheckResult]]
+) -> None:
+    ready = status is not Status.FAIL
+    if previous is None:
+        if not ready:
+            logger.warning("not ready: %s", _failing(results))
+    elif ready != (previous is not Status.FAIL):
+        if ready:
+            logger.info("ready again")
+        else:
+            logger.warning("not ready: %s", _failing(results))
+
+
+def _failing(results: list[tuple[HealthCheck, CheckResult]]) -> str:
+    # The output is logged whatever HEALTH_SHOW_DETAILS says: it is for operators.
+    return "; ".join(
+        f"{check.key} ({one_line(result.output)})" if result.output else check.key
+        for check, result in results
+        if result.status is Status.FAIL
+    )
+
+
+@router.api_route(
     "/live",
+    methods=METHODS,
     summary="Liveness: the process answers",
     response_class=Response,
     responses={200: {"content": {HEALTH_MEDIA_TYPE: {}}}},
@@ -57,8 +88,9 @@ async def live() -> Response:
     return _encoded_response(_LIVE_BODY, Status.PASS)
 
 
-@router.get(
+@router.api_route(
     "/ready",
+    methods=METHODS,
     summary="Readiness: every dependency needed to serve traffic answers",
     response_class=Response,
     responses={200: {"content": {HEALTH_MEDIA_TYPE: {}}}, 503: {"description": "Not ready"}},
@@ -78,13 +110,15 @@ async def ready(request: Request) -> Response:
     body, status = _render(request, results)
     if status is Status.FAIL:
         body["status_page"] = str(request.app.state.settings.status_page_url)
+    _log_readiness(last.status if last is not None else None, status, results)
     encoded = Rendered(tuple(result for _, result in results), dump(body), status)
     checks.last_readiness = encoded
     return _encoded_response(encoded.body, encoded.status)
 
 
-@router.get(
+@router.api_route(
     "",
+    methods=METHODS,
     summary="Full health report for uptime monitors",
     response_class=Response,
     responses={200: {"content": {HEALTH_MEDIA_TYPE: {}}}, 503: {"description": "Failing"}},

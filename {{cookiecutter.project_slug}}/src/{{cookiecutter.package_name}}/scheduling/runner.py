@@ -31,9 +31,6 @@ from .state import JobStates
 
 logger = logging.getLogger(__name__)
 
-# Seconds a cancelled run may take to unwind at shutdown before it is left behind.
-UNWIND_TIMEOUT = 5.0
-
 
 class RunOutcome(enum.StrEnum):
     SUCCESS = "success"
@@ -164,7 +161,8 @@ class JobRunner:
     async def drain(self, limit: float) -> None:
         """Wait up to ``limit`` seconds for runs in flight, then cancel the rest.
 
-        Cancelled runs get ``UNWIND_TIMEOUT`` seconds to unwind.
+        Cancelled runs get ``SCHEDULER_UNWIND_TIMEOUT`` seconds to unwind before they
+        are left behind.
         """
         if not self._in_flight:
             return
@@ -174,4 +172,4 @@ class JobRunner:
             logger.warning("cancelling %d job run(s) still going after %.1f s", len(late), limit)
             for task in late:
                 task.cancel()
-            await asyncio.wait(late, timeout=UNWIND_TIMEOUT)
+            await asyncio.wait(late, timeout=self.settings.scheduler_unwind_timeout)

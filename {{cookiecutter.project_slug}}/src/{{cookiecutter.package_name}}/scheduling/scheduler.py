@@ -14,8 +14,8 @@ what is left, shut the scheduler down, and only then release the lock, so that n
 two processes ever run a job at once and another replica can take over at once.
 ``AsyncIOScheduler.shutdown(wait=True)`` would not do: it cancels coroutine jobs.
 At lifespan shutdown the pings still pending are then flushed within the same
-deadline (at least ``PING_FLUSH_SECONDS``): the whole stop takes at most
-``SCHEDULER_SHUTDOWN_TIMEOUT`` + 2 s while the database answers.
+deadline (at least ``HEARTBEAT_FLUSH_TIMEOUT``): ``server.shutdown_bounds`` lists
+every bound of the stop.
 """
 
 from __future__ import annotations
@@ -56,11 +56,6 @@ class _HideCancelledRuns(logging.Filter):
 
 
 _HIDE_CANCELLED_RUNS = _HideCancelledRuns()
-
-# Seconds the pings of the last runs get at shutdown even when the runs used up
-# SCHEDULER_SHUTDOWN_TIMEOUT: a start ping without its success would page once the
-# monitor's grace time is over.
-PING_FLUSH_SECONDS = 2.0
 
 
 class JobScheduler:
@@ -158,7 +153,8 @@ class JobScheduler:
         """Stop campaigning, drain and stop the scheduler, release the lock, flush pings.
 
         Runs in flight get up to ``SCHEDULER_SHUTDOWN_TIMEOUT`` seconds; pings still
-        pending then get what is left of that time, at least ``PING_FLUSH_SECONDS``.
+        pending then get what is left of that time, at least ``HEARTBEAT_FLUSH_TIMEOUT``
+        (a start ping without its success would page once the monitor's grace time is over).
         """
         deadline = time.monotonic() + self.settings.scheduler_shutdown_timeout
         if self._campaign is not None:
@@ -167,7 +163,8 @@ class JobScheduler:
         await self._stop_scheduler()
         if self.lock is not None:
             await self.lock.aclose()
-        await self.heartbeat.drain(max(deadline - time.monotonic(), PING_FLUSH_SECONDS))
+        flush = max(deadline - time.monotonic(), self.settings.heartbeat_flush_timeout)
+        await self.heartbeat.drain(flush)
         await self.heartbeat.aclose()
 
     async def _lead(self) -> None:

@@ -1,0 +1,128 @@
+"""Which database errors mean "unavailable, retry later" rather than a bug.
+
+Both ORMs reach PostgreSQL through asyncpg, and neither says plainly when a query
+failed because the database is unavailable: SQLAlchemy wraps most asyncpg errors
+in its generic ``DBAPIError``, Tortoise lets them through or wraps them in its
+``OperationalError``. What does say so is the error chain: the SQLSTATE of the
+server's error (PostgreSQL, Appendix A "Error Codes"), asyncpg's own "connection
+is closed", an ``OSError`` or a ``TimeoutError`` from the socket. This module
+reads the chain; the database modules decide which exceptions to ask about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+# SQLSTATE classes and codes that mean the database cannot serve right now.
+UNAVAILABLE_SQLSTATE_CLASSES = (
+    "08",  # connection exception: refused, reset, closed
+    "53",  # insufficient resources: too many connections, out of memory or disk
+    "57P",  # operator intervention: session terminated, shutdown, cannot connect now
+)
+UNAVAILABLE_SQLSTATES = frozenset(
+    {
+        "57014",  # query_canceled: statement_timeout (DATABASE_STATEMENT_TIMEOUT) fired
+        "55P03",  # lock_not_available: lock_timeout fired
+        "25006",  # read_only_sql_transaction: a standby during a failover
+    }
+)
+# SQLSTATE classes of a configuration mistake: 28 invalid authorization (wrong
+# password), 3D invalid catalog name (no such database).
+MISCONFIGURED_SQLSTATE_CLASSES = ("28", "3D")
+# asyncpg's messages for a connection that is gone, or that a fault left in the
+# middle of an operation (its InterfaceError and InternalClientError have no SQLSTATE).
+BROKEN_CONNECTION_MESSAGES = (
+    "connection is closed",
+    "connection was closed",
+    "another operation",
+)
+# Seconds asyncpg waits beyond statement_timeout before it gives up on the server.
+CLIENT_TIMEOUT_MARGIN = 1.0
+# Longest cause text a log line quotes: a driver message, not a stack of them.
+MAX_REASON_CHARS = 200
+
+
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """``error``, then what it wraps: ``orig`` (SQLAlchemy) or ``__cause__`` (``raise ... from``).
+
+    Not ``__context__``: a bug raised while handling an outage is still a bug.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        wrapped = getattr(current, "orig", None)
+        if isinstance(wrapped, BaseException) and id(wrapped) not in seen:
+            current = wrapped
+        else:
+            current = current.__cause__
+
+
+def says_unavailable(error: BaseException) -> bool:
+    """Whether anything in ``error``'s chain says the database is unavailable.
+
+    True for a SQLSTATE of ``UNAVAILABLE_SQLSTATE_CLASSES`` or ``UNAVAILABLE_SQLSTATES``,
+    a SQLAlchemy error with ``connection_invalidated``, asyncpg's "connection is
+    closed" or "another operation (...) is in progress" (a connection a fault left
+    mid-operation), an ``OSError`` (refused, reset, unknown host) or a ``TimeoutError``
+    (connect timeout, asyncpg's ``command_timeout``).
+    """
+    for cause in causes(error):
+        if getattr(cause, "connection_invalidated", False) is True:
+            return True
+        if isinstance(cause, OSError | TimeoutError):
+            return True
+        sqlstate = getattr(cause, "sqlstate", None)
+        if isinstance(sqlstate, str) and (
+            sqlstate in UNAVAILABLE_SQLSTATES or sqlstate.startswith(UNAVAILABLE_SQLSTATE_CLASSES)
+        ):
+            return True
+        if type(cause).__module__.startswith("asyncpg") and any(
+            message in str(cause) for message in BROKEN_CONNECTION_MESSAGES
+        ):
+            return True
+    return False
+
+
+def says_misconfigured(error: BaseException) -> bool:
+    """Whether ``error``'s chain holds a SQLSTATE of ``MISCONFIGURED_SQLSTATE_CLASSES``:
+    the server refused the credentials or knows no such database.
+    """
+    return any(
+        isinstance(getattr(cause, "sqlstate", None), str)
+        and getattr(cause, "sqlstate", "").startswith(MISCONFIGURED_SQLSTATE_CLASSES)
+        for cause in causes(error)
+    )
+
+
+def reason(error: BaseException) -> str:
+    """One line naming ``error`` and its innermost cause, e.g. for a log line.
+
+    ``DBAPIError <- TooManyConnectionsError: sorry, too many clients already``: the
+    cause's message is cut to its first line and ``MAX_REASON_CHARS`` characters.
+    """
+    chain = list(causes(error))
+    innermost = chain[-1]
+    message = str(innermost).strip().splitlines()[0] if str(innermost).strip() else ""
+    if len(message) > MAX_REASON_CHARS:
+        message = message[:MAX_REASON_CHARS] + "..."
+    names = type(error).__name__
+    if innermost is not error:
+        names += f" <- {type(innermost).__name__}"
+    return f"{names}: {message}" if message else names
+
+
+def statement_bounds(statement_timeout: float) -> dict[str, Any]:
+    """asyncpg connection options that bound every statement to ``statement_timeout`` s.
+
+    PostgreSQL's ``statement_timeout`` (in ms) cancels a slow statement on the server,
+    which answers SQLSTATE 57014; asyncpg's ``command_timeout``, one
+    ``CLIENT_TIMEOUT_MARGIN`` later, gives up on a server that does not answer at all
+    (frozen, or its host gone), which no server-side timeout can do.
+    """
+    return {
+        "server_settings": {"statement_timeout": str(round(statement_timeout * 1000))},
+        "command_timeout": statement_timeout + CLIENT_TIMEOUT_MARGIN,
+    }
