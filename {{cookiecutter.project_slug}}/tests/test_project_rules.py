@@ -79,4 +79,3 @@ def test_probe_timeouts_exceed_the_health_check_timeout() -> None:
     app = app_container()
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert app[probe]["timeoutSeconds"] > check_timeout, probe
-
