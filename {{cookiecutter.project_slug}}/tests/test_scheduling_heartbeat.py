@@ -80,6 +80,36 @@ async def test_healthchecks_start_and_success_pings_share_the_run_id(monitor: HT
     assert (sample(metrics, "job_last_success_timestamp_seconds", job="nightly") or 0) > 0
 
 
+async def test_a_ping_url_keeps_its_own_query(monitor: HTTPServer) -> None:
+    jobs = JobRegistry("test")
+
+    @jobs.scheduled("provisioned", HOURLY, grace=GRACE)
+    async def provisioned(context: JobContext) -> None:
+        return None
+
+    @jobs.scheduled("tokened", HOURLY, grace=GRACE)
+    async def tokened(context: JobContext) -> None:
+        return None
+
+    targets = {
+        # Healthchecks' auto-provisioning flag, and a monitor whose token is in the query.
+        "provisioned": target(monitor.url_for("/ping/key/my-service-provisioned") + "?create=1"),
+        "tokened": target(monitor.url_for("/ping/beat") + "?token=abc", HeartbeatProtocol.PLAIN),
+    }
+    async with job_runner(jobs, targets) as (runner, _):
+        assert await runner.run("provisioned") is RunOutcome.SUCCESS
+        assert await runner.run("tokened") is RunOutcome.SUCCESS
+        await runner.heartbeat.drain(None)
+
+    sent = sorted((r.path, r.args.get("create"), r.args.get("token")) for r in requests_of(monitor))
+    assert sent == [
+        ("/ping/beat", None, "abc"),
+        ("/ping/key/my-service-provisioned", "1", None),
+        ("/ping/key/my-service-provisioned/start", "1", None),
+    ]
+    assert all("rid" in r.args for r in requests_of(monitor) if r.path.startswith("/ping/key/"))
+
+
 async def test_uptime_kuma_gets_up_with_the_duration_and_down_with_the_error_type(
     monitor: HTTPServer,
 ) -> None:

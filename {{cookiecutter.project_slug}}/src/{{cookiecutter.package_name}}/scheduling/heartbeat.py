@@ -333,8 +333,11 @@ class Heartbeat:
         # httpx's timeout applies per phase (connect, write, read); this bounds the whole.
         async with asyncio.timeout(self._timeout):
             headers = {"Content-Type": "text/plain; charset=utf-8"} if ping.body else None
+            # Merged, not passed as params=: httpx would replace the URL's own query
+            # (a token, or Healthchecks' create=1) with them.
+            url = ping.url.copy_merge_params(ping.params)
             response = await self._client.request(
-                ping.method, ping.url, params=ping.params, content=ping.body, headers=headers
+                ping.method, url, content=ping.body, headers=headers
             )
         response.raise_for_status()
 
