@@ -120,6 +120,6 @@ async def test_jobs_run_exits_1_and_pings_fail_when_the_job_fails(
         f"/ping/{TOKEN}/fail",
         "POST",
     )
-    error_type = fail.get_data(as_text=True).split("\n", 1)[0]
+    error_type = fail.get_data(as_text=True).split(":", 1)[0]
     assert error_type in ("ConnectionRefusedError", "OSError", "OperationalError")
     assert "failed after" in err

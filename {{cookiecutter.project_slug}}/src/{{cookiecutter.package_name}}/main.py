@@ -25,12 +25,12 @@ from .db import DATABASE_UNAVAILABLE_ERRORS, database_check, open_database
 from .errors import install_error_handlers
 from .health import HealthChecks
 from .health import router as health_router
+from .heartbeat_targets import resolve_targets
 from .items.router import router as items_router
 from .logs import configure_logging
 from .metrics import HttpMetrics, Metrics
 from .metrics import router as metrics_router
 from .scheduling import JobRegistry, default_jobs
-from .scheduling.heartbeat import resolve_targets
 from .scheduling.scheduler import JobScheduler
 from .settings import ConfigurationError, Settings, load_settings
 
@@ -101,9 +101,7 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
     app.state.service_id = SERVICE_ID
     app.state.jobs = jobs
     # Read at registration: the URLs are secrets, kept out of Settings and its repr.
-    app.state.heartbeat_targets = resolve_targets(
-        (job.id for job in jobs), settings.heartbeat_protocol
-    )
+    app.state.heartbeat_targets = resolve_targets((job.id for job in jobs), settings)
     app.state.metrics = Metrics()
     install_error_handlers(
         app,

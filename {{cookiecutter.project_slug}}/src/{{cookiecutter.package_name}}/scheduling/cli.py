@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from ..db import open_database
+from ..heartbeat_targets import resolve_targets
 from ..metrics import Metrics
 from ..settings import Settings
-from .heartbeat import Heartbeat, resolve_targets
+from .heartbeat import Heartbeat
 from .registry import JobRegistry
 from .runner import JobRunner, RunOutcome
 from .state import JobStates
@@ -60,7 +61,7 @@ def list_jobs(jobs: JobRegistry, *, settings: Settings, out: TextIO) -> int:
 
     The heartbeat column shows the protocol and the redacted URL, never the token.
     """
-    targets = resolve_targets((job.id for job in jobs), settings.heartbeat_protocol)
+    targets = resolve_targets((job.id for job in jobs), settings)
     now = datetime.now(UTC)
     rows = [("JOB", "TRIGGER", "GRACE", "NEXT FIRE (UTC)", "HEARTBEAT")]
     for job in jobs:
@@ -94,7 +95,7 @@ async def run_job(job_id: str, *, jobs: JobRegistry, settings: Settings) -> RunO
         KeyError: no such job.
         ConfigurationError: a job's heartbeat URL or protocol is invalid.
     """
-    targets = resolve_targets((job.id for job in jobs), settings.heartbeat_protocol)
+    targets = resolve_targets((job.id for job in jobs), settings)
     metrics = Metrics()
     heartbeat = Heartbeat(
         metrics=metrics, timeout=settings.heartbeat_timeout, retries=settings.heartbeat_retries

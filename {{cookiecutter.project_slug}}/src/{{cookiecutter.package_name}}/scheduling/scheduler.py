@@ -34,10 +34,11 @@ from apscheduler.schedulers.base import STATE_RUNNING
 
 from ..db import Database
 from ..health import HealthCheck
+from ..heartbeat_targets import HeartbeatTarget
 from ..metrics import Metrics
 from ..settings import Settings
 from .health import job_check, scheduler_check
-from .heartbeat import Heartbeat, HeartbeatTarget
+from .heartbeat import Heartbeat
 from .leader import AdvisoryLock
 from .registry import JobRegistry
 from .runner import JobRunner
