@@ -33,9 +33,9 @@ def test_jobs_list_shows_triggers_grace_and_redacted_heartbeats(
     assert cleanup.startswith("cleanup_items ")
     assert "cron[hour='3', minute='17']" in cleanup
     assert "3600 s" in cleanup
-    assert cleanup.endswith("healthchecks https://hc-ping.com/***")
+    assert cleanup.endswith("healthchecks https://hc-ping.com/*** (CLEANUP_ITEMS_HEARTBEAT_URL)")
     assert alive.startswith("heartbeat_example ")
-    assert alive.endswith("none (set HEARTBEAT_EXAMPLE_HEARTBEAT_URL)")
+    assert alive.endswith("none (set HEARTBEAT_EXAMPLE_HEARTBEAT_URL or HEALTHCHECKS_PING_KEY)")
     assert TOKEN not in out
 
 

@@ -17,7 +17,7 @@ unspecified address is refused (``settings.refused_host``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -112,6 +112,15 @@ def slug_url(settings: Settings, job_id: str) -> httpx.URL | None:
     if settings.healthchecks_auto_create:
         url = url.copy_merge_params({"create": "1"})
     return url
+
+
+def unmonitored_jobs(
+    targets: Mapping[str, HeartbeatTarget | None], environment: Environment
+) -> frozenset[str]:
+    """The jobs that run unwatched where that must be said: staging and production."""
+    if environment is Environment.DEVELOPMENT:
+        return frozenset()
+    return frozenset(job_id for job_id, target in targets.items() if target is None)
 
 
 def resolve_targets(

@@ -68,6 +68,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         for check in scheduler.health_checks():
             app.state.health.add(check)
+        if scheduler.enabled and scheduler.unmonitored:
+            logger.warning(
+                "jobs without a heartbeat monitor, unwatched from outside: %s "
+                "(set HEALTHCHECKS_PING_KEY or <JOB_ID>_HEARTBEAT_URL)",
+                ", ".join(sorted(scheduler.unmonitored)),
+            )
         app.state.scheduler = scheduler
         stack.push_async_callback(scheduler.stop)
         await scheduler.start()

@@ -59,7 +59,8 @@ def jobs_command(
 def list_jobs(jobs: JobRegistry, *, settings: Settings, out: TextIO) -> int:
     """Print one line per job: id, trigger, grace (s), next fire (UTC), heartbeat.
 
-    The heartbeat column shows the protocol and the redacted URL, never the token.
+    The heartbeat column shows the protocol, the redacted URL (never the token) and
+    the setting it comes from, or ``none``.
     """
     targets = resolve_targets((job.id for job in jobs), settings)
     now = datetime.now(UTC)
@@ -68,9 +69,9 @@ def list_jobs(jobs: JobRegistry, *, settings: Settings, out: TextIO) -> int:
         next_fire = job.trigger.get_next_fire_time(None, now)
         target = targets[job.id]
         heartbeat = (
-            f"{target.protocol.value} {target.redacted}"
+            f"{target.protocol.value} {target.redacted} ({target.source})"
             if target is not None
-            else f"none (set {job.id.upper()}_HEARTBEAT_URL)"
+            else f"none (set {job.id.upper()}_HEARTBEAT_URL or HEALTHCHECKS_PING_KEY)"
         )
         rows.append(
             (

@@ -34,7 +34,7 @@ from apscheduler.schedulers.base import STATE_RUNNING
 
 from ..db import Database
 from ..health import HealthCheck
-from ..heartbeat_targets import HeartbeatTarget
+from ..heartbeat_targets import HeartbeatTarget, unmonitored_jobs
 from ..metrics import Metrics
 from ..settings import Settings
 from .health import job_check, scheduler_check
@@ -83,6 +83,8 @@ class JobScheduler:
         self.jobs = jobs
         self.settings = settings
         self.states = JobStates(job.id for job in jobs)
+        # Jobs that must have a heartbeat monitor and have none: a warn in their checks.
+        self.unmonitored = unmonitored_jobs(targets, settings.environment)
         self.heartbeat = Heartbeat(
             metrics=metrics,
             timeout=settings.heartbeat_timeout,
