@@ -134,10 +134,13 @@ class Settings(BaseSettings):
     # measures the whole run, and a slow monitor delays a run by this much at most.
     heartbeat_start_timeout: float = Field(default=0.5, ge=0, le=5)
     heartbeat_failure_body: FailureBody = FailureBody.TRACEBACK
+    heartbeat_sync_monitors: bool = False
 
     healthchecks_ping_url: HttpUrl = HttpUrl("https://hc-ping.com")
     healthchecks_ping_key: SecretStr | None = None
     healthchecks_auto_create: bool = False
+    healthchecks_api_url: HttpUrl = HttpUrl("https://healthchecks.io/api/v3")
+    healthchecks_api_key: SecretStr | None = None
 
     items_retention_days: int = Field(default=30, ge=1)
 {%- if cookiecutter.use_redis %}
@@ -158,7 +161,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgres://, postgresql:// or sqlite:// URL")
         return url
 
-    @field_validator("healthchecks_ping_key")
+    @field_validator("healthchecks_ping_key", "healthchecks_api_key")
     @classmethod
     def _blank_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
@@ -177,7 +180,10 @@ class Settings(BaseSettings):
     def _check_environment(self) -> Self:
         if self.environment is Environment.DEVELOPMENT:
             return self
-        for name, url in (("HEALTHCHECKS_PING_URL", self.healthchecks_ping_url),):
+        for name, url in (
+            ("HEALTHCHECKS_PING_URL", self.healthchecks_ping_url),
+            ("HEALTHCHECKS_API_URL", self.healthchecks_api_url),
+        ):
             reason = refused_host(url.host or "")
             if reason is not None:
                 raise ValueError(
