@@ -742,6 +742,11 @@ def test_network_policy_allows_only_the_app_port_in_and_known_ports_out(
         expected.add((6379, "TCP"))
     assert egress_ports == expected
     assert all(rule.get("ports") for rule in policy["egress"]), "an egress rule without ports"
+    # The README tells users which port a monitor may listen on: the policy's only HTTP one.
+    readme = (rendering.bake.path / "README.md").read_text()
+    section = readme.split("## Monitoring your jobs", 1)[1].split("\n## ", 1)[0]
+    stated = {int(port) for port in re.findall(r"reached on\s+port (\d+) only", section)}
+    assert stated == {port for port, _ in egress_ports} - {53, 5432, 6379}
 
 
 def test_overlays_differ_only_where_environments_should(bake: Bake) -> None:
