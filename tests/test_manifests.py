@@ -55,7 +55,9 @@ TOOLS = Path(sys.executable).parent
 OLDEST_KUBERNETES = Version("1.30")
 
 # Settings that are secrets: mounted as files from the Secret, never in the ConfigMap.
-SECRET_SETTINGS = frozenset({"database_url", "redis_url"})
+SECRET_SETTINGS = frozenset(
+    {"database_url", "redis_url", "healthchecks_ping_key", "healthchecks_api_key"}
+)
 SECRET_SUFFIX = "_heartbeat_url"
 # Settings the container does not read from the environment: they only configure
 # `python -m <package>`; the image's CMD passes --host and --port to uvicorn.
@@ -75,10 +77,6 @@ PENDING_SETTINGS = frozenset(
         "heartbeat_retries",
         "items_retention_days",
     }
-)
-# Heartbeat URLs of the example jobs: optional keys of the Secret.
-HEARTBEAT_SECRET_KEYS = frozenset(
-    {"CLEANUP_ITEMS_HEARTBEAT_URL", "HEARTBEAT_EXAMPLE_HEARTBEAT_URL"}
 )
 
 KINDS = {
@@ -640,6 +638,21 @@ def secret_volume_sources(rendering: Rendering) -> tuple[str, list[dict[str, Any
     return mount["mountPath"], sources
 
 
+def required_secret_keys(bake: Bake) -> set[str]:
+    """The keys the service cannot start without outside development."""
+    return {"DATABASE_URL", "REDIS_URL"} if bake.use_redis else {"DATABASE_URL"}
+
+
+def mounted_keys(sources: list[dict[str, Any]], keys: set[str]) -> set[str]:
+    """Which of ``keys``, present in the Secret, become files in the pod."""
+    mounted: set[str] = set()
+    for source in sources:
+        if "items" not in source:
+            return set(keys)  # the whole Secret
+        mounted |= {item["key"] for item in source["items"]} & keys
+    return mounted
+
+
 def test_secrets_are_files_in_secrets_dir_never_environment(rendering: Rendering) -> None:
     for container_ in all_containers(rendering.deployment):
         assert all("secretRef" not in source for source in container_.get("envFrom", []))
@@ -650,21 +663,38 @@ def test_secrets_are_files_in_secrets_dir_never_environment(rendering: Rendering
     assert {source["name"] for source in sources} == {
         f"{rendering.bake.answers['project_slug']}-secrets"
     }
-    required = {
-        item["key"] for source in sources if not source.get("optional") for item in source["items"]
-    }
-    optional = {
-        item["key"] for source in sources if source.get("optional") for item in source["items"]
-    }
-    assert required == (
-        {"DATABASE_URL", "REDIS_URL"} if rendering.bake.use_redis else {"DATABASE_URL"}
-    )
-    assert optional == HEARTBEAT_SECRET_KEYS
-    for source in sources:
-        assert all(item["key"] == item["path"] for item in source["items"]), "file name = setting"
-    # Every secret setting the service has is mounted.
+    # The whole Secret, required: pods wait for it, and any key added to it (a new
+    # job's heartbeat URL) reaches the pod with no manifest edit.
+    (source,) = sources
+    assert "items" not in source
+    assert not source.get("optional")
     secrets = {field.upper() for field in rendering.bake.settings_fields if is_secret(field)}
-    assert secrets <= required | optional, f"not mounted: {sorted(secrets - required - optional)}"
+    assert mounted_keys(sources, secrets) == secrets
+
+
+def test_a_job_added_as_the_readme_says_gets_its_heartbeat_in_the_pod(
+    bake: Bake, tmp_path: Path
+) -> None:
+    readme = (bake.path / "README.md").read_text()
+    section = readme.split("### Adding a job", 1)[1]
+    snippet = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    assert snippet is not None, "the README's job example"
+    (job_id,) = re.findall(r'@scheduled\("(\w+)"', snippet.group(1))
+    project = tmp_path / "project"
+    shutil.copytree(bake.path, project)
+    jobs = project / "src" / str(bake.answers["package_name"]) / "scheduling" / "jobs.py"
+    # "Declare it in .../scheduling/jobs.py; nothing else is needed."
+    jobs.write_text(jobs.read_text() + "\n\n" + snippet.group(1))
+    compile(jobs.read_text(), str(jobs), "exec")
+    key = f"{job_id.upper()}_HEARTBEAT_URL"
+    assert key in section, "the README names the job's variable"
+    for overlay in OVERLAYS:
+        before = k8s_tools.render_overlay(bake.path, overlay)
+        after = k8s_tools.render_overlay(project, overlay)
+        assert after == before, f"{overlay}: adding a job needs no manifest edit"
+        rendering = Rendering(bake=bake, overlay=overlay, text="", resources=after)
+        _, sources = secret_volume_sources(rendering)
+        assert mounted_keys(sources, {key}) == {key}, f"{overlay}: {key} never reaches the pod"
 
 
 def test_configmap_holds_every_non_secret_setting(rendering: Rendering) -> None:
@@ -703,9 +733,8 @@ def test_readme_deploy_section_creates_the_secret_the_deployment_mounts(
     _, sources = secret_volume_sources(rendering)
     (name,) = {source["name"] for source in sources}
     assert f"create secret generic {name}" in section
-    for source in sources:
-        for item in source["items"]:
-            assert f"--from-literal={item['key']}=" in section, item["key"]
+    for key in required_secret_keys(rendering.bake):
+        assert f"--from-literal={key}=" in section, key
     assert f"rollout status deployment/{rendering.deployment['metadata']['name']}" in section
 
 
@@ -740,6 +769,11 @@ def test_network_policy_allows_only_the_app_port_in_and_known_ports_out(
         expected.add((6379, "TCP"))
     assert egress_ports == expected
     assert all(rule.get("ports") for rule in policy["egress"]), "an egress rule without ports"
+    # The README tells users which port a monitor may listen on: the policy's only HTTP one.
+    readme = (rendering.bake.path / "README.md").read_text()
+    section = readme.split("## Monitoring your jobs", 1)[1].split("\n## ", 1)[0]
+    stated = {int(port) for port in re.findall(r"reached on\s+port (\d+) only", section)}
+    assert stated == {port for port, _ in egress_ports} - {53, 5432, 6379}
 
 
 def test_overlays_differ_only_where_environments_should(bake: Bake) -> None:

@@ -34,15 +34,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pytest_httpserver import HTTPServer
 
 from {{ cookiecutter.package_name }}.db import Database
+from {{ cookiecutter.package_name }}.heartbeat_targets import HeartbeatTarget
 from {{ cookiecutter.package_name }}.metrics import Metrics
 from {{ cookiecutter.package_name }}.scheduling import (
     JobContext,
     JobRegistry,
 )
-from {{ cookiecutter.package_name }}.scheduling.heartbeat import (
-    Heartbeat,
-    HeartbeatTarget,
-)
+from {{ cookiecutter.package_name }}.scheduling.heartbeat import Heartbeat
 from {{ cookiecutter.package_name }}.scheduling.runner import JobRunner
 from {{ cookiecutter.package_name }}.scheduling.state import JobStates
 from {{ cookiecutter.package_name }}.settings import (
@@ -70,7 +68,8 @@ def runner_for(jobs: JobRegistry, target: HeartbeatTarget | None) -> JobRunner:
         heartbeat=Heartbeat(metrics=metrics, timeout=5.0, retries=0),
         states=JobStates(["noop"]),
         metrics=metrics,
-        settings=Settings(_env_file=None),
+        # No wait for the start ping: the chunks below time the wrapper's own work.
+        settings=Settings(_env_file=None, heartbeat_start_timeout=0),
         database=NO_DATABASE,
     )
 

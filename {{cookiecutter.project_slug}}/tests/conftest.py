@@ -31,6 +31,7 @@ from fastapi import FastAPI
 from pytest_httpserver import HTTPServer
 
 from {{ cookiecutter.package_name }}.db import Database
+from {{ cookiecutter.package_name }}.heartbeat_targets import HeartbeatTarget
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.metrics import Metrics
 from {{ cookiecutter.package_name }}.scheduling import (
@@ -40,7 +41,6 @@ from {{ cookiecutter.package_name }}.scheduling import (
 from {{ cookiecutter.package_name }}.scheduling.heartbeat import (
     MAX_PENDING_PINGS,
     Heartbeat,
-    HeartbeatTarget,
 )
 from {{ cookiecutter.package_name }}.scheduling.leader import libpq_url
 from {{ cookiecutter.package_name }}.scheduling.runner import (

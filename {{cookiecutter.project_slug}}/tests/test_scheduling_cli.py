@@ -36,8 +36,8 @@ def test_jobs_list_shows_triggers_grace_and_redacted_heartbeats(
     cleanup, alive = rows["cleanup_items"], rows["heartbeat_example"]
     assert "cron[hour='3', minute='17']" in cleanup
     assert "3600 s" in cleanup
-    assert cleanup.endswith("healthchecks https://hc-ping.com/***")
-    assert alive.endswith("none (set HEARTBEAT_EXAMPLE_HEARTBEAT_URL)")
+    assert cleanup.endswith("healthchecks https://hc-ping.com/*** (CLEANUP_ITEMS_HEARTBEAT_URL)")
+    assert alive.endswith("none (set HEARTBEAT_EXAMPLE_HEARTBEAT_URL or HEALTHCHECKS_PING_KEY)")
     assert TOKEN not in out
 
 
@@ -121,6 +121,6 @@ async def test_jobs_run_exits_1_and_pings_fail_when_the_job_fails(
         f"/ping/{TOKEN}/fail",
         "POST",
     )
-    error_type = fail.get_data(as_text=True).split("\n", 1)[0]
+    error_type = fail.get_data(as_text=True).split(":", 1)[0]
     assert error_type in ("ConnectionRefusedError", "OSError", "OperationalError")
     assert "failed after" in err

@@ -134,6 +134,32 @@ def test_job_is_judged_against_its_fire_times_and_grace(
         assert result.observed_unit == "s"
 
 
+@pytest.mark.parametrize(
+    ("state", "now", "leader", "expected"),
+    [
+        pytest.param(
+            JobState(next_run_time=FIRE), FIRE - MINUTE, True, Status.WARN, id="due-later"
+        ),
+        pytest.param(JobState(due_since=FIRE), FIRE + DAY, False, Status.WARN, id="follower"),
+        pytest.param(
+            JobState(due_since=FIRE, consecutive_failures=1, last_error_type="OSError"),
+            FIRE + MINUTE,
+            True,
+            Status.WARN,
+            id="failed-once",
+        ),
+        pytest.param(JobState(due_since=FIRE), FIRE + DAY, True, Status.FAIL, id="overdue"),
+    ],
+)
+def test_a_job_without_a_monitor_warns_and_still_fails_when_overdue(
+    state: JobState, now: datetime, leader: bool, expected: Status
+) -> None:
+    result = assess_job(state, grace=HOUR, now=now, leader=leader, monitored=False)
+    assert result.status is expected, result.output
+    if expected is Status.WARN and not state.consecutive_failures:
+        assert result.output == "no heartbeat monitor configured"
+
+
 def test_the_report_shows_the_job_state() -> None:
     state = JobState(
         due_since=FIRE,
@@ -286,3 +312,37 @@ async def test_scheduler_disabled_runs_nothing_and_reports_it(tmp_path: Path) ->
     assert body["checks"]["scheduler"][0]["observedValue"] == "disabled"
     assert body["checks"]["scheduler"][0]["leader"] is False
     assert "often:lastSuccess" not in body["checks"]
+
+
+async def test_in_staging_a_job_without_a_monitor_warns_in_health_and_at_start_up(
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("WATCHED_HEARTBEAT_URL", "https://hc-ping.com/5bf66975")
+    jobs = registry()
+
+    @jobs.scheduled("watched", IntervalTrigger(hours=1), grace=timedelta(minutes=5))
+    async def watched(context: JobContext) -> None:
+        return None
+
+    @jobs.scheduled("unwatched", IntervalTrigger(hours=1), grace=timedelta(minutes=5))
+    async def unwatched(context: JobContext) -> None:
+        return None
+
+    settings = make_settings(postgres_url, environment="staging", health_show_details=True)
+    app = create_app(settings, jobs=jobs)
+    async with app.router.lifespan_context(app), app_client(app) as http:
+        code, lonely = await check_of(http, "unwatched:lastSuccess")
+        _, fine = await check_of(http, "watched:lastSuccess")
+    assert code == 200, "a warn, not a failure"
+    assert lonely["status"] == "warn"
+    assert lonely["output"] == "no heartbeat monitor configured"
+    assert fine["status"] == "pass"
+    (warning,) = [r for r in caplog.records if "without a heartbeat monitor" in r.getMessage()]
+    assert warning.levelname == "WARNING"
+    assert "unwatched" in warning.getMessage()
+    assert "watched," not in warning.getMessage()

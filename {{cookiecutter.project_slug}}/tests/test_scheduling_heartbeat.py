@@ -8,6 +8,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,23 +18,26 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from {{ cookiecutter.package_name }} import heartbeat_targets
+from {{ cookiecutter.package_name }}.heartbeat_targets import (
+    HeartbeatTarget,
+    resolve_targets,
+)
 from {{ cookiecutter.package_name }}.metrics import Metrics
 from {{ cookiecutter.package_name }}.scheduling import (
     JobContext,
     JobRegistry,
 )
-from {{ cookiecutter.package_name }}.scheduling.heartbeat import (
-    FAILURE_BODY_LIMIT,
-    HeartbeatTarget,
-    resolve_targets,
-)
+from {{ cookiecutter.package_name }}.scheduling.pings import FAILURE_BODY_LIMIT
 from {{ cookiecutter.package_name }}.scheduling.runner import RunOutcome
 from {{ cookiecutter.package_name }}.settings import (
     ConfigurationError,
+    FailureBody,
     HeartbeatProtocol,
+    Settings,
 )
 
-from .conftest import job_runner, wait_until
+from .conftest import job_runner, make_settings, wait_until
 
 HOURLY = IntervalTrigger(hours=1)
 GRACE = timedelta(minutes=5)
@@ -70,8 +74,8 @@ async def test_healthchecks_start_and_success_pings_share_the_run_id(monitor: HT
     (run_id,) = run_ids
     sent = [(r.method, r.path, r.args.get("rid")) for r in requests_of(monitor)]
     assert sent == [
-        ("GET", "/ping/check-uuid/start", str(run_id)),
-        ("GET", "/ping/check-uuid", str(run_id)),
+        ("POST", "/ping/check-uuid/start", str(run_id)),
+        ("POST", "/ping/check-uuid", str(run_id)),
     ]
     assert sample(metrics, "heartbeat_pings_total", job="nightly", outcome="success") == 2
     assert sample(metrics, "job_runs_total", job="nightly", outcome="success") == 1
@@ -80,7 +84,37 @@ async def test_healthchecks_start_and_success_pings_share_the_run_id(monitor: HT
     assert (sample(metrics, "job_last_success_timestamp_seconds", job="nightly") or 0) > 0
 
 
-async def test_uptime_kuma_gets_up_with_the_duration_and_down_with_the_error_type(
+async def test_a_ping_url_keeps_its_own_query(monitor: HTTPServer) -> None:
+    jobs = JobRegistry("test")
+
+    @jobs.scheduled("provisioned", HOURLY, grace=GRACE)
+    async def provisioned(context: JobContext) -> None:
+        return None
+
+    @jobs.scheduled("tokened", HOURLY, grace=GRACE)
+    async def tokened(context: JobContext) -> None:
+        return None
+
+    targets = {
+        # Healthchecks' auto-provisioning flag, and a monitor whose token is in the query.
+        "provisioned": target(monitor.url_for("/ping/key/{{ cookiecutter.project_slug }}-provisioned") + "?create=1"),
+        "tokened": target(monitor.url_for("/ping/beat") + "?token=abc", HeartbeatProtocol.PLAIN),
+    }
+    async with job_runner(jobs, targets) as (runner, _):
+        assert await runner.run("provisioned") is RunOutcome.SUCCESS
+        assert await runner.run("tokened") is RunOutcome.SUCCESS
+        await runner.heartbeat.drain(None)
+
+    sent = sorted((r.path, r.args.get("create"), r.args.get("token")) for r in requests_of(monitor))
+    assert sent == [
+        ("/ping/beat", None, "abc"),
+        ("/ping/key/{{ cookiecutter.project_slug }}-provisioned", "1", None),
+        ("/ping/key/{{ cookiecutter.project_slug }}-provisioned/start", "1", None),
+    ]
+    assert all("rid" in r.args for r in requests_of(monitor) if r.path.startswith("/ping/key/"))
+
+
+async def test_uptime_kuma_gets_up_with_the_duration_and_down_with_the_error(
     monitor: HTTPServer,
 ) -> None:
     jobs = JobRegistry("test")
@@ -108,7 +142,7 @@ async def test_uptime_kuma_gets_up_with_the_duration_and_down_with_the_error_typ
     assert up.args["status"] == "up"
     assert up.args["msg"] == "OK"
     assert int(up.args["ping"]) >= 50
-    assert dict(down.args) == {"status": "down", "msg": "ConnectionResetError"}
+    assert dict(down.args) == {"status": "down", "msg": "ConnectionResetError: peer went away"}
 
 
 async def test_plain_pings_on_success_only(monitor: HTTPServer) -> None:
@@ -166,15 +200,15 @@ async def test_a_failing_job_sends_fail_with_the_traceback_tail_and_the_next_run
     first, second = (str(run_id) for run_id in runs)
     sent = requests_of(monitor)
     assert [(r.method, r.path, r.args["rid"]) for r in sent] == [
-        ("GET", "/ping/reports/start", first),
+        ("POST", "/ping/reports/start", first),
         ("POST", "/ping/reports/fail", first),
-        ("GET", "/ping/reports/start", second),
-        ("GET", "/ping/reports", second),
+        ("POST", "/ping/reports/start", second),
+        ("POST", "/ping/reports", second),
     ]
     body = sent[1].get_data()
     assert len(body) <= FAILURE_BODY_LIMIT
     assert len(body) > FAILURE_BODY_LIMIT - 100, "the traceback was longer: its tail fills the body"
-    assert body.startswith(b"RuntimeError\n")
+    assert body.startswith(b"RuntimeError: could not write the report\n")
     assert b"The above exception was the direct cause" in body
     assert b'raise RuntimeError("could not write the report")' in body
     assert body.endswith(b"RuntimeError: could not write the report\n")
@@ -187,8 +221,81 @@ async def test_a_failing_job_sends_fail_with_the_traceback_tail_and_the_next_run
     assert sample(metrics, "job_runs_total", job="reports", outcome="success") == 1
 
 
+def fail_with_body_limit(limit: int) -> Callable[[Request], Response]:
+    def answer(request: Request) -> Response:
+        # As Healthchecks' ping view: every answer says how much of a body it keeps.
+        return Response("OK", headers={"Ping-Body-Limit": str(limit)})
+
+    return answer
+
+
+async def test_failure_bodies_shrink_to_the_monitors_ping_body_limit(
+    monitor: HTTPServer,
+) -> None:
+    monitor.expect_request(re.compile(r"^/limited/")).respond_with_handler(
+        fail_with_body_limit(120)
+    )
+    jobs = JobRegistry("test")
+
+    @jobs.scheduled("limited", HOURLY, grace=GRACE)
+    async def limited(context: JobContext) -> None:
+        write_report()
+
+    async with job_runner(jobs, {"limited": target(monitor.url_for("/limited/check"))}) as (
+        runner,
+        _,
+    ):
+        assert await runner.run("limited") is RunOutcome.FAILURE
+        await runner.heartbeat.drain(None)
+
+    start, fail = requests_of(monitor)
+    assert start.path == "/limited/check/start"
+    body = fail.get_data()
+    assert len(body) <= 120
+    # The type and message first, then as much of the traceback's end as fits.
+    assert body.startswith(b"RuntimeError: could not write the report\n")
+    assert body.endswith(b"RuntimeError: could not write the report\n")
+    assert len(body) > 100
+
+
+@pytest.mark.parametrize(
+    ("detail", "body", "push_message"),
+    [
+        (
+            FailureBody.MESSAGE,
+            b"PermissionError: /srv/app/alice.csv",
+            "PermissionError: /srv/app/alice.csv",
+        ),
+        (FailureBody.TYPE, b"PermissionError", "PermissionError"),
+    ],
+)
+async def test_heartbeat_failure_body_limits_what_the_monitor_is_told(
+    monitor: HTTPServer, detail: FailureBody, body: bytes, push_message: str
+) -> None:
+    jobs = JobRegistry("test")
+
+    @jobs.scheduled("private", HOURLY, grace=GRACE)
+    async def private(context: JobContext) -> None:
+        raise PermissionError("/srv/app/alice.csv")
+
+    targets = {
+        "private": target(monitor.url_for("/ping/private")),
+    }
+    kuma = {"private": target(monitor.url_for("/ping/api/push/t"), HeartbeatProtocol.UPTIME_KUMA)}
+    settings = Settings(_env_file=None, heartbeat_failure_body=detail)
+    for each in (targets, kuma):
+        async with job_runner(jobs, each, settings=settings) as (runner, _):
+            assert await runner.run("private") is RunOutcome.FAILURE
+            await runner.heartbeat.drain(None)
+
+    _, fail, push = requests_of(monitor)
+    assert fail.path == "/ping/private/fail"
+    assert fail.get_data() == body
+    assert push.args["msg"] == push_message
+
+
 @pytest.mark.parametrize("fault", ["refused", "hung", "slow"])
-async def test_an_unreachable_or_slow_monitor_does_not_delay_the_job(
+async def test_an_unreachable_or_slow_monitor_delays_a_run_by_the_start_timeout_at_most(
     fault: str, monitor: HTTPServer, refused_port: int, blackhole_port: int
 ) -> None:
     answer = threading.Event()
@@ -203,7 +310,9 @@ async def test_an_unreachable_or_slow_monitor_does_not_delay_the_job(
         "hung": f"http://127.0.0.1:{blackhole_port}/token",
         "slow": monitor.url_for("/slow/token"),
     }[fault]
-    timeout = 0.3
+    timeout = 0.6
+    start_timeout = 0.2
+    settings = Settings(_env_file=None, heartbeat_start_timeout=start_timeout)
     jobs = JobRegistry("test")
     started: list[float] = []
 
@@ -211,15 +320,14 @@ async def test_an_unreachable_or_slow_monitor_does_not_delay_the_job(
     async def sync(context: JobContext) -> None:
         started.append(time.perf_counter())
 
-    async with job_runner(jobs, {"sync": target(url)}, ping_timeout=timeout, retries=1) as (
-        runner,
-        metrics,
-    ):
+    runner_ = job_runner(jobs, {"sync": target(url)}, settings=settings, ping_timeout=timeout)
+    async with runner_ as (runner, metrics):
         began = time.perf_counter()
         outcome = await runner.run("sync")
         returned = time.perf_counter()
         assert outcome is RunOutcome.SUCCESS
-        assert started[0] - began < timeout, "the job waited for the start ping"
+        # Well below one ping attempt: the run gave up waiting for its start ping.
+        assert started[0] - began < timeout, "the job waited for the start ping's timeout"
         assert returned - began < timeout, "the run waited for its pings"
         await runner.heartbeat.drain(None)
         # Start and success pings, each given up after two attempts.
@@ -229,6 +337,37 @@ async def test_an_unreachable_or_slow_monitor_does_not_delay_the_job(
     if fault == "slow":
         # Let the four held requests finish here, not in the log of a later test.
         await wait_until(lambda: len(monitor.log) == 4, within=10, message="slow requests done")
+
+
+async def test_the_start_ping_reaches_the_monitor_before_the_body_runs(
+    monitor: HTTPServer,
+) -> None:
+    received: dict[str, float] = {}
+
+    def record(request: Request) -> Response:
+        received[request.path.rsplit("/", 1)[-1]] = time.monotonic()
+        return Response("OK")
+
+    monitor.expect_request(re.compile(r"^/timed/")).respond_with_handler(record)
+    jobs = JobRegistry("test")
+    body: list[float] = []
+
+    @jobs.scheduled("measured", HOURLY, grace=GRACE)
+    async def measured(context: JobContext) -> None:
+        body.append(time.monotonic())
+        await asyncio.sleep(0.3)
+        body.append(time.monotonic())
+
+    async with job_runner(jobs, {"measured": target(monitor.url_for("/timed/check"))}) as (
+        runner,
+        _,
+    ):
+        assert await runner.run("measured") is RunOutcome.SUCCESS
+        await runner.heartbeat.drain(None)
+
+    assert received["start"] < body[0], "the body ran before the monitor had the start"
+    # What the monitor measures (start to success) covers the whole body.
+    assert received["check"] - received["start"] >= body[1] - body[0]
 
 
 @pytest.mark.parametrize(
@@ -252,21 +391,40 @@ async def test_server_errors_are_retried_and_client_errors_are_not(
     assert len(monitor.log) == attempts
 
 
-async def test_pings_beyond_the_pending_cap_are_dropped_not_queued(blackhole_port: int) -> None:
+async def test_pings_beyond_the_pending_cap_of_a_target_are_dropped_not_queued(
+    blackhole_port: int, monitor: HTTPServer
+) -> None:
     jobs = JobRegistry("test")
 
     @jobs.scheduled("busy", HOURLY, grace=GRACE)
     async def busy(context: JobContext) -> None:
         return None
 
-    targets = {"busy": target(f"http://127.0.0.1:{blackhole_port}/hung")}
-    capped = job_runner(jobs, targets, ping_timeout=0.2, retries=0, max_pending=2)
+    @jobs.scheduled("calm", HOURLY, grace=GRACE)
+    async def calm(context: JobContext) -> None:
+        return None
+
+    targets = {
+        "busy": target(f"http://127.0.0.1:{blackhole_port}/hung"),
+        "calm": target(monitor.url_for("/ping/calm")),
+    }
+    # No wait for start pings: the runs queue all their pings before any is sent.
+    settings = Settings(_env_file=None, heartbeat_start_timeout=0)
+    capped = job_runner(
+        jobs, targets, settings=settings, ping_timeout=0.3, retries=0, max_pending=2
+    )
     async with capped as (runner, metrics):
-        for _ in range(3):  # six pings against a hung monitor, two at a time
+        for _ in range(3):  # six pings to a hung monitor, two queued at a time
             assert await runner.run("busy") is RunOutcome.SUCCESS
         assert runner.heartbeat.pending == 2
+        # Another target has a queue of its own: the hung one does not hold it up.
+        assert await runner.run("calm") is RunOutcome.SUCCESS
+        await wait_until(
+            lambda: len(monitor.log) == 2, within=0.25, message="calm's pings sent meanwhile"
+        )
     assert sample(metrics, "heartbeat_pings_total", job="busy", outcome="dropped") == 4
     assert sample(metrics, "heartbeat_pings_total", job="busy", outcome="failure") == 2
+    assert sample(metrics, "heartbeat_pings_total", job="calm", outcome="success") == 2
 
 
 async def test_the_token_never_appears_in_logs(
@@ -307,7 +465,7 @@ async def test_the_token_never_appears_in_logs(
     logged = "\n".join(f"{caplog.handler.format(record)} {record.args!r}" for record in ours)
     assert token not in logged
     assert f"http://127.0.0.1:{monitor.port}/***" in caplog.text
-    assert "HTTP Request: GET" in caplog.text, "httpx's request line is logged, redacted"
+    assert "HTTP Request: POST" in caplog.text, "httpx's request line is logged, redacted"
     assert "failed after 2 attempt(s): HTTP 500" in caplog.text
     assert "failed after 2 attempt(s): ConnectError" in caplog.text
 
@@ -339,6 +497,14 @@ async def test_a_cancelled_run_is_not_reported_as_a_failure(monitor: HTTPServer)
     assert state.running == 0
 
 
+def settings_for(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+def where(resolved: HeartbeatTarget | None) -> tuple[str, HeartbeatProtocol, str] | None:
+    return None if resolved is None else (str(resolved.url), resolved.protocol, resolved.source)
+
+
 def test_heartbeat_settings_come_from_the_environment_dotenv_and_secret_files(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -351,17 +517,145 @@ def test_heartbeat_settings_come_from_the_environment_dotenv_and_secret_files(
     monkeypatch.setenv("ENV_JOB_HEARTBEAT_URL", "https://kuma.example.com/api/push/from-env")
     monkeypatch.setenv("ENV_JOB_HEARTBEAT_PROTOCOL", "uptime-kuma")
 
-    targets = resolve_targets(
-        ["env_job", "dotenv_job", "file_job", "bare_job"], HeartbeatProtocol.HEALTHCHECKS
-    )
+    targets = resolve_targets(["env_job", "dotenv_job", "file_job", "bare_job"], settings_for())
 
-    assert targets["env_job"] == target(
-        "https://kuma.example.com/api/push/from-env", HeartbeatProtocol.UPTIME_KUMA
+    assert where(targets["env_job"]) == (
+        "https://kuma.example.com/api/push/from-env",
+        HeartbeatProtocol.UPTIME_KUMA,
+        "ENV_JOB_HEARTBEAT_URL",
     )
-    assert targets["dotenv_job"] == target("https://hc-ping.com/from-dotenv")
-    assert targets["file_job"] == target("https://hc-ping.com/from-file")
+    assert where(targets["dotenv_job"]) == (
+        "https://hc-ping.com/from-dotenv",
+        HeartbeatProtocol.HEALTHCHECKS,
+        "DOTENV_JOB_HEARTBEAT_URL",
+    )
+    assert where(targets["file_job"]) == (
+        "https://hc-ping.com/from-file",
+        HeartbeatProtocol.HEALTHCHECKS,
+        "FILE_JOB_HEARTBEAT_URL",
+    )
     assert targets["bare_job"] is None
     assert "from-file" not in repr(targets["file_job"])
+
+
+def test_slug_mode_pings_every_job_without_its_own_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "HEALTHCHECKS_PING_KEY").write_text("pk-from-file_1\n")
+    monkeypatch.setenv("SECRETS_DIR", str(secrets))
+    monkeypatch.setenv("OWN_URL_HEARTBEAT_URL", "https://kuma.example.com/api/push/token")
+    monkeypatch.setenv("OWN_URL_HEARTBEAT_PROTOCOL", "uptime-kuma")
+    settings = Settings(_env_file=None, _secrets_dir=secrets)
+
+    targets = resolve_targets(["cleanup_items", "own_url"], settings)
+
+    assert where(targets["cleanup_items"]) == (
+        "https://hc-ping.com/pk-from-file_1/{{ cookiecutter.project_slug }}-cleanup-items",
+        HeartbeatProtocol.HEALTHCHECKS,
+        "HEALTHCHECKS_PING_KEY",
+    )
+    assert where(targets["own_url"]) == (
+        "https://kuma.example.com/api/push/token",
+        HeartbeatProtocol.UPTIME_KUMA,
+        "OWN_URL_HEARTBEAT_URL",
+    )
+    assert "pk-from-file" not in repr(settings)
+
+    self_hosted = settings_for(
+        healthchecks_ping_key="key",
+        healthchecks_ping_url="https://hc.example.com/ping/",
+        healthchecks_auto_create=True,
+        heartbeat_protocol="plain",
+    )
+    provisioned = resolve_targets(["nightly_report"], self_hosted)["nightly_report"]
+    assert where(provisioned) == (
+        "https://hc.example.com/ping/key/{{ cookiecutter.project_slug }}-nightly-report?create=1",
+        HeartbeatProtocol.HEALTHCHECKS,
+        "HEALTHCHECKS_PING_KEY",
+    )
+
+
+async def test_slug_mode_auto_creates_the_check_on_a_real_server(
+    monitor: HTTPServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "none"))
+    slug = "{{ cookiecutter.project_slug }}-nightly-report"
+    # As Healthchecks' ping_by_slug: 201 "Created" for the ping that creates the check.
+    monitor.expect_oneshot_request(f"/ping/key/{slug}/start", method="POST").respond_with_data(
+        "Created", status=201
+    )
+    settings = settings_for(
+        healthchecks_ping_key="key",
+        healthchecks_ping_url=monitor.url_for("/ping"),
+        healthchecks_auto_create=True,
+    )
+    jobs = JobRegistry("test")
+
+    @jobs.scheduled("nightly_report", HOURLY, grace=GRACE)
+    async def nightly_report(context: JobContext) -> None:
+        return None
+
+    targets = resolve_targets(["nightly_report"], settings)
+    async with job_runner(jobs, targets, settings=settings) as (runner, metrics):
+        assert await runner.run("nightly_report") is RunOutcome.SUCCESS
+        await runner.heartbeat.drain(None)
+
+    sent = [(r.method, r.path, r.args.get("create")) for r in requests_of(monitor)]
+    assert sent == [
+        ("POST", f"/ping/key/{slug}/start", "1"),
+        ("POST", f"/ping/key/{slug}", "1"),
+    ]
+    assert sample(metrics, "heartbeat_pings_total", job="nightly_report", outcome="success") == 2
+
+
+def test_a_slug_longer_than_healthchecks_allows_is_refused_naming_the_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The longest project slug the template accepts (63), and the longest job id.
+    monkeypatch.setattr(heartbeat_targets, "SERVICE_ID", "s" * 63)
+    job_id = "j" + "_x" * 31
+    with pytest.raises(ConfigurationError, match=f"the slug of job {job_id} "):
+        resolve_targets([job_id], settings_for(healthchecks_ping_key="key"))
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "127.8.9.10",
+        "[::1]",
+        "169.254.169.254",
+        "[fe80::1]",
+        "0.0.0.0",  # noqa: S104 (a ping target, not a bind address)
+        "[::ffff:127.0.0.1]",
+        "localhost",
+    ],
+)
+def test_outside_development_a_ping_target_on_loopback_or_link_local_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, host: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("LOCAL_HEARTBEAT_URL", f"http://{host}:8000/ping/s3cret")
+    production = make_settings("postgresql://db/x", environment="production")
+    with pytest.raises(ConfigurationError, match=r"^LOCAL_HEARTBEAT_URL: its host is ") as caught:
+        resolve_targets(["local"], production)
+    assert "s3cret" not in str(caught.value)
+    for setting in ("HEALTHCHECKS_PING_URL",):
+        with pytest.raises(ValueError, match=f"{setting}: its host is "):
+            make_settings(
+                "postgresql://db/x",
+                environment="production",
+                **{setting.lower(): f"http://{host}:8000/x"},
+            )
+    # Development pings a monitor on the developer's machine; private ranges stay allowed.
+    assert resolve_targets(["local"], settings_for())["local"] is not None
+    monkeypatch.setenv("LOCAL_HEARTBEAT_URL", "http://10.0.0.7:8000/ping/uuid")
+    assert resolve_targets(["local"], production)["local"] is not None
 
 
 @pytest.mark.parametrize(
@@ -379,5 +673,5 @@ def test_invalid_heartbeat_settings_name_the_variable_without_echoing_it(
     monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "none"))
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigurationError, match=re.escape(f"{variable}: {message}")) as caught:
-        resolve_targets(["bad"], HeartbeatProtocol.HEALTHCHECKS)
+        resolve_targets(["bad"], settings_for())
     assert "s3cret" not in str(caught.value)

@@ -5,6 +5,8 @@
   status 0 after a graceful shutdown on SIGTERM.
 - ``python -m {{ cookiecutter.package_name }} jobs list``: the jobs, their next fire and heartbeat.
 - ``python -m {{ cookiecutter.package_name }} jobs run <job_id>``: run one job now; exit 1 if it fails.
+- ``python -m {{ cookiecutter.package_name }} jobs sync-monitors [--dry-run] [--prune]``: create or
+  update each job's Healthchecks check; exit 1 if the API refuses or cannot be reached.
 
 Exit status 2 for a configuration error, with one line naming the setting.
 """

@@ -31,12 +31,12 @@ from .db import (
 from .errors import install_error_handlers
 from .health import HealthChecks
 from .health import router as health_router
+from .heartbeat_targets import resolve_targets
 from .items.router import router as items_router
 from .logs import configure_logging
 from .metrics import HttpMetrics, Metrics, serve_metrics
 from .metrics import router as metrics_router
 from .scheduling import JobRegistry, default_jobs
-from .scheduling.heartbeat import resolve_targets
 from .scheduling.scheduler import JobScheduler
 from .settings import ConfigurationError, Settings, load_settings
 
@@ -80,6 +80,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         for check in scheduler.health_checks():
             app.state.health.add(check)
+        if scheduler.enabled and scheduler.unmonitored:
+            logger.warning(
+                "jobs without a heartbeat monitor, unwatched from outside: %s "
+                "(set HEALTHCHECKS_PING_KEY or <JOB_ID>_HEARTBEAT_URL)",
+                ", ".join(sorted(scheduler.unmonitored)),
+            )
         app.state.scheduler = scheduler
         stack.push_async_callback(scheduler.stop)
         await scheduler.start()
@@ -119,9 +125,7 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
     app.state.service_id = SERVICE_ID
     app.state.jobs = jobs
     # Read at registration: the URLs are secrets, kept out of Settings and its repr.
-    app.state.heartbeat_targets = resolve_targets(
-        (job.id for job in jobs), settings.heartbeat_protocol
-    )
+    app.state.heartbeat_targets = resolve_targets((job.id for job in jobs), settings)
     app.state.metrics = Metrics()
     install_error_handlers(
         app,

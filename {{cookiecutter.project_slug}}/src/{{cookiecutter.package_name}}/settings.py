@@ -9,12 +9,21 @@ Secret). Durations are in seconds. Settings whose names depend on the jobs
 from __future__ import annotations
 
 import enum
+import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Self
 
 from dotenv import dotenv_values
-from pydantic import Field, HttpUrl, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./{{ cookiecutter.package_name }}.db"
@@ -47,6 +56,18 @@ class HeartbeatProtocol(enum.StrEnum):
     HEALTHCHECKS = "healthchecks"
     UPTIME_KUMA = "uptime-kuma"
     PLAIN = "plain"
+
+
+class FailureBody(enum.StrEnum):
+    """What a failure ping may tell the monitor (``HEARTBEAT_FAILURE_BODY``)."""
+
+    TRACEBACK = "traceback"
+    MESSAGE = "message"
+    TYPE = "type"
+
+
+# Healthchecks' project ping keys: the slug path segment of its ping URLs.
+PING_KEY = re.compile(r"^[-A-Za-z0-9_]+$")
 
 
 class ConfigurationError(Exception):
@@ -128,6 +149,17 @@ class Settings(BaseSettings):
     heartbeat_timeout: float = Field(default=10.0, gt=0, le=600)
     heartbeat_retries: int = Field(default=2, ge=0, le=10)
     heartbeat_flush_timeout: float = Field(default=2.0, ge=0, le=600)
+    # A run waits this long for its start ping before its body runs: the monitor then
+    # measures the whole run, and a slow monitor delays a run by this much at most.
+    heartbeat_start_timeout: float = Field(default=0.5, ge=0, le=5)
+    heartbeat_failure_body: FailureBody = FailureBody.TRACEBACK
+    heartbeat_sync_monitors: bool = False
+
+    healthchecks_ping_url: HttpUrl = HttpUrl("https://hc-ping.com")
+    healthchecks_ping_key: SecretStr | None = None
+    healthchecks_auto_create: bool = False
+    healthchecks_api_url: HttpUrl = HttpUrl("https://healthchecks.io/api/v3")
+    healthchecks_api_key: SecretStr | None = None
 
     items_retention_days: int = Field(default=30, ge=1, le=36500)
 {%- if cookiecutter.use_redis %}
@@ -157,6 +189,21 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgres://, postgresql:// or sqlite:// URL")
         return url
 
+    @field_validator("healthchecks_ping_key", "healthchecks_api_key")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("healthchecks_ping_key")
+    @classmethod
+    def _check_ping_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not PING_KEY.match(value.get_secret_value()):
+            # The key is not echoed: it is a secret.
+            raise ValueError("must be letters, digits, '-' and '_' only (the project's ping key)")
+        return value
+
     @model_validator(mode="after")
     def _check_environment(self) -> Self:
         if self.metrics_port == self.port:
@@ -165,6 +212,16 @@ class Settings(BaseSettings):
             )
         if self.environment is Environment.DEVELOPMENT:
             return self
+        for name, url in (
+            ("HEALTHCHECKS_PING_URL", self.healthchecks_ping_url),
+            ("HEALTHCHECKS_API_URL", self.healthchecks_api_url),
+        ):
+            reason = refused_host(url.host or "")
+            if reason is not None:
+                raise ValueError(
+                    f"{name}: its host is {reason}, which no monitor can be when "
+                    f"ENVIRONMENT={self.environment.value}"
+                )
         if self.database_url is None:
             raise ValueError(f"DATABASE_URL is required when ENVIRONMENT={self.environment.value}")
         if self.database_url.startswith("sqlite"):
@@ -212,6 +269,33 @@ class Settings(BaseSettings):
         if self.health_show_details is not None:
             return self.health_show_details
         return self.environment is Environment.DEVELOPMENT
+
+
+def refused_host(host: str) -> str | None:
+    """Why a monitor at ``host`` cannot be reached from a pod, or ``None`` when it can.
+
+    Refused: ``localhost`` and literal loopback (127.0.0.0/8, ::1), link-local
+    (169.254.0.0/16, the cloud metadata address 169.254.169.254 included, fe80::/10)
+    and unspecified (0.0.0.0, ::) addresses, IPv4-mapped IPv6 forms included: from a
+    pod they reach the pod itself or the cloud's metadata service. A name is left to
+    the cluster's DNS; private ranges stay allowed (self-hosted monitors live there).
+    """
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return "a loopback host"
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_unspecified:
+        return "the unspecified address"
+    return None
 
 
 def load_settings() -> Settings:

@@ -12,7 +12,9 @@ success) on the leader:
   without a fire).
 - ``fail`` after ``FAILURES_TO_FAIL`` failed runs in a row.
 - ``warn`` after a failed run while still within the grace time.
-- ``pass`` otherwise, and always on a follower: it does not run the jobs.
+- ``warn`` in staging and production, on every replica, for a job with no heartbeat
+  monitor at all: nothing outside would notice it stop.
+- ``pass`` otherwise, and on a follower: it does not run the jobs.
 """
 
 from __future__ import annotations
@@ -36,9 +38,16 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def assess_job(
-    state: JobState, *, grace: timedelta, now: datetime, leader: bool = True
+    state: JobState,
+    *,
+    grace: timedelta,
+    now: datetime,
+    leader: bool = True,
+    monitored: bool = True,
 ) -> CheckResult:
     """Judge one job at ``now`` (aware UTC) from its state; see the module docstring.
+
+    ``monitored`` is false for a job that must have a heartbeat monitor and has none.
 
     The result's extra fields give the state: ``lastStart``, ``lastSuccess``,
     ``lastFailure``, ``nextRunTime`` (ISO 8601), ``consecutiveFailures``,
@@ -65,7 +74,10 @@ def assess_job(
             status, observed_value=age, observed_unit=unit, output=output, time=now, extra=extra
         )
 
+    unwatched = "no heartbeat monitor configured"
     if not leader:
+        if not monitored:
+            return result(Status.WARN, unwatched)
         return result(Status.PASS, "runs on the scheduler leader, not in this process")
     due = state.due_since
     if due is None and state.next_run_time is not None and state.next_run_time <= now:
@@ -83,6 +95,8 @@ def assess_job(
         )
     if state.consecutive_failures:
         return result(Status.WARN, f"last run failed with {state.last_error_type}")
+    if not monitored:
+        return result(Status.WARN, unwatched)
     return result(Status.PASS)
 
 
@@ -146,6 +160,7 @@ def job_check(scheduler: JobScheduler, job: Job) -> HealthCheck:
             grace=job.grace,
             now=utcnow(),
             leader=scheduler.is_leader,
+            monitored=job.id not in scheduler.unmonitored,
         )
 
     return HealthCheck(

@@ -1,180 +1,46 @@
-"""Heartbeat pings to an external monitor (a dead man's switch), per job run.
+"""The sender of heartbeat pings: one ordered, bounded queue per monitor URL.
 
-The URL of a job comes from ``<JOB_ID>_HEARTBEAT_URL``; its protocol from
-``<JOB_ID>_HEARTBEAT_PROTOCOL``, else ``HEARTBEAT_PROTOCOL``:
+What each ping says is ``pings.py``'s; where it goes, ``heartbeat_targets.py``'s.
+Here: a ping never breaks or stalls a job. Each target has its own queue, sent in
+order by one background task (a success never overtakes its start, which
+Healthchecks would show as a run still going), at most ``max_pending`` pings deep;
+beyond it new pings are dropped and counted, so a monitor that hangs for hours
+cannot make a frequent job pile up tasks and sockets. Each attempt is bounded by
+``HEARTBEAT_TIMEOUT`` seconds and retried ``HEARTBEAT_RETRIES`` times with
+full-jitter exponential backoff (tenacity); every error is caught and logged.
 
-- ``healthchecks``: the healthchecks.io ping API (https://healthchecks.io/docs/http_api/),
-  which many services copy. ``GET <url>/start?rid=<run id>`` when the run starts,
-  ``GET <url>?rid=<run id>`` on success, ``POST <url>/fail?rid=<run id>`` on failure
-  with a text body: the exception type, then the tail of the traceback, at most
-  10,000 bytes in all. The shared ``rid`` lets the monitor measure the duration.
-- ``uptime-kuma``: an Uptime Kuma push monitor, whose push URL is
-  ``/api/push/<token>`` with the query parameters ``status`` (``up`` or ``down``),
-  ``msg`` and ``ping`` (ms) (route ``/api/push/:pushToken`` in Uptime Kuma's
-  ``server/routers/api-router.js``): ``GET <url>?status=up&msg=OK&ping=<duration in ms>``
-  on success, ``GET <url>?status=down&msg=<exception type>`` on failure.
-- ``plain``: ping-on-success services (Vigilmon, UptimeSignal, cron monitors):
-  ``GET <url>`` on success only; the missed ping is the alert.
-
-A ping never breaks or stalls a job: the pings of a run are sent in order by a
-background task, each attempt bounded by ``HEARTBEAT_TIMEOUT`` seconds and retried
-``HEARTBEAT_RETRIES`` times with full-jitter exponential backoff (tenacity), every
-error caught and logged. The URL holds the monitor's secret token, so logs show it
-as ``scheme://host/***`` only, httpx's own request log line included.
+Healthchecks answers each ping with ``Ping-Body-Limit: <bytes>`` (``hc/api/views.py``)
+and keeps only that many bytes of a body: failure bodies to that target are cut to
+it. The URL holds the monitor's secret token, so logs show it as
+``scheme://host/***`` only, httpx's own request log line included.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import traceback
 import uuid
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from .. import __version__
+from ..heartbeat_targets import SERVICE_ID, HeartbeatTarget, redact_url
 from ..metrics import Metrics
-from ..settings import ConfigurationError, HeartbeatProtocol, runtime_setting
+from .pings import FAILURE_BODY_LIMIT, FailureReport, Ping, failure_ping, start_ping, success_ping
 
 logger = logging.getLogger(__name__)
 
-FAILURE_BODY_LIMIT = 10_000
-SERVICE_ID = "{{ cookiecutter.project_slug }}"
 USER_AGENT = f"{SERVICE_ID}/{__version__} heartbeat"
-# Pings waiting or in flight at once; beyond it new pings are dropped, so a monitor
-# that hangs for hours cannot make a frequent job pile up tasks and sockets.
+# Pings waiting or in flight per target; beyond it new pings to that target are dropped.
 MAX_PENDING_PINGS = 100
 
 
-def redact_url(url: httpx.URL) -> str:
-    """``url`` without path, query or credentials: ``https://hc-ping.com/***``."""
-    port = f":{url.port}" if url.port is not None else ""
-    host = f"[{url.host}]" if ":" in url.host else url.host
-    return f"{url.scheme}://{host}{port}/***"
-
-
-@dataclass(frozen=True)
-class HeartbeatTarget:
-    """Where and how a job pings. ``url`` is secret: it is left out of ``repr``.
-
-    The URLs derived from it are parsed once here: each run only adds its query
-    parameters, and httpx applies them in the background task that sends the ping.
-    """
-
-    url: httpx.URL = field(repr=False)
-    protocol: HeartbeatProtocol
-
-    @property
-    def redacted(self) -> str:
-        return redact_url(self.url)
-
-    @functools.cached_property
-    def start_url(self) -> httpx.URL:
-        return self.url.copy_with(path=self.url.path.rstrip("/") + "/start")
-
-    @functools.cached_property
-    def fail_url(self) -> httpx.URL:
-        return self.url.copy_with(path=self.url.path.rstrip("/") + "/fail")
-
-    @functools.cached_property
-    def push_url(self) -> httpx.URL:
-        # Uptime Kuma shows push URLs with an example query (?status=up&msg=OK&ping=).
-        return self.url.copy_with(query=None)
-
-
-@dataclass(frozen=True, slots=True)
-class Ping:
-    """One HTTP request to the monitor; ``event`` is ``start``, ``success`` or ``failure``."""
-
-    event: str
-    method: str
-    url: httpx.URL = field(repr=False)
-    params: Mapping[str, str] = field(default_factory=dict, repr=False)
-    body: bytes | None = None
-
-
-def start_ping(target: HeartbeatTarget, run_id: uuid.UUID) -> Ping | None:
-    """The ping announcing a run, or ``None`` when the protocol has none."""
-    if target.protocol is HeartbeatProtocol.HEALTHCHECKS:
-        return Ping("start", "GET", target.start_url, {"rid": str(run_id)})
-    return None
-
-
-def success_ping(target: HeartbeatTarget, run_id: uuid.UUID, duration: float) -> Ping:
-    """The ping of a successful run; ``duration`` in seconds."""
-    if target.protocol is HeartbeatProtocol.HEALTHCHECKS:
-        return Ping("success", "GET", target.url, {"rid": str(run_id)})
-    if target.protocol is HeartbeatProtocol.UPTIME_KUMA:
-        params = {"status": "up", "msg": "OK", "ping": str(round(duration * 1000))}
-        return Ping("success", "GET", target.push_url, params)
-    return Ping("success", "GET", target.url)
-
-
-def failure_ping(target: HeartbeatTarget, run_id: uuid.UUID, error: BaseException) -> Ping | None:
-    """The ping of a failed run, or ``None`` for ``plain`` (silence is its alert)."""
-    if target.protocol is HeartbeatProtocol.HEALTHCHECKS:
-        return Ping("failure", "POST", target.fail_url, {"rid": str(run_id)}, failure_body(error))
-    if target.protocol is HeartbeatProtocol.UPTIME_KUMA:
-        params = {"status": "down", "msg": type(error).__name__}
-        return Ping("failure", "GET", target.push_url, params)
-    return None
-
-
-def failure_body(error: BaseException, limit: int = FAILURE_BODY_LIMIT) -> bytes:
-    """UTF-8 text: the exception type on the first line, then the traceback's tail.
-
-    At most ``limit`` bytes: the end of a traceback (the raising line and the
-    message) is what an operator reads first, so the beginning is what is cut.
-    """
-    head = f"{type(error).__name__}\n".encode()[:limit]
-    text = "".join(traceback.format_exception(error)).encode()
-    tail = text[len(text) - (limit - len(head)) :] if len(text) > limit - len(head) else text
-    # The cut may split a multi-byte character; drop its remains.
-    return head + tail.decode("utf-8", "ignore").encode()
-
-
-def resolve_targets(
-    job_ids: Iterable[str], default_protocol: HeartbeatProtocol
-) -> dict[str, HeartbeatTarget | None]:
-    """Read each job's ``<JOB_ID>_HEARTBEAT_URL`` and ``<JOB_ID>_HEARTBEAT_PROTOCOL``.
-
-    Sources as ``runtime_setting``: environment, ``.env``, ``SECRETS_DIR``.
-
-    Raises:
-        ConfigurationError: a URL that is not http(s) (the value is not echoed: it
-            is a secret) or an unknown protocol; the message names the variable.
-    """
-    targets: dict[str, HeartbeatTarget | None] = {}
-    for job_id in job_ids:
-        prefix = job_id.upper()
-        raw_url = runtime_setting(f"{prefix}_HEARTBEAT_URL")
-        raw_protocol = runtime_setting(f"{prefix}_HEARTBEAT_PROTOCOL")
-        try:
-            protocol = HeartbeatProtocol(raw_protocol) if raw_protocol else default_protocol
-        except ValueError:
-            choices = ", ".join(protocol.value for protocol in HeartbeatProtocol)
-            raise ConfigurationError(
-                f"{prefix}_HEARTBEAT_PROTOCOL: must be one of {choices}"
-            ) from None
-        if raw_url is None:
-            targets[job_id] = None
-            continue
-        try:
-            url = httpx.URL(raw_url)
-        except httpx.InvalidURL:
-            url = None
-        if url is None or url.scheme not in ("http", "https") or not url.host:
-            raise ConfigurationError(f"{prefix}_HEARTBEAT_URL: must be an http:// or https:// URL")
-        targets[job_id] = HeartbeatTarget(url=url, protocol=protocol)
-    return targets
-
-
 class _RedactHeartbeatUrls(logging.Filter):
-    """Rewrites httpx's ``HTTP Request: GET <url> ...`` INFO line for heartbeat URLs."""
+    """Rewrites httpx's ``HTTP Request: POST <url> ...`` INFO line for heartbeat URLs."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -205,8 +71,31 @@ def _describe(error: BaseException) -> str:
     return type(error).__name__
 
 
+def _body_limit(response: httpx.Response) -> int | None:
+    value = response.headers.get("Ping-Body-Limit", "").strip()
+    return int(value) if value.isdigit() else None
+
+
+@dataclass(slots=True)
+class _Queued:
+    job_id: str
+    ping: Ping
+    # Resolved once the ping is sent (True) or given up (False).
+    done: asyncio.Future[bool]
+
+
+@dataclass(slots=True)
+class _Lane:
+    """One target's queue: the ping in flight stays first until it is done."""
+
+    target: HeartbeatTarget
+    items: deque[_Queued] = field(default_factory=deque)
+    worker: asyncio.Task[None] | None = None
+    body_limit: int = FAILURE_BODY_LIMIT
+
+
 class Heartbeat:
-    """Sends pings in the background; owns the HTTP client and the pending pings.
+    """Sends pings in the background; owns the HTTP client and the queues.
 
     Args:
         metrics: counts ``heartbeat_pings_total{job,outcome}``.
@@ -214,6 +103,7 @@ class Heartbeat:
         retries: attempts after the first one (``HEARTBEAT_RETRIES``).
         backoff: seconds; the wait before retry ``n`` (from 1) is uniform in
             ``[0, backoff * 2**(n-1)]`` (full jitter), capped at 30 s.
+        max_pending: pings queued or in flight per target.
     """
 
     def __init__(
@@ -233,71 +123,84 @@ class Heartbeat:
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout), headers={"User-Agent": USER_AGENT}
         )
-        self._pending: set[asyncio.Task[None]] = set()
+        self._lanes: dict[str, _Lane] = {}
         self._log_filter = _RedactHeartbeatUrls()
         logging.getLogger("httpx").addFilter(self._log_filter)
 
     @property
     def pending(self) -> int:
-        """Pings waiting for their turn or being sent."""
-        return len(self._pending)
+        """Pings waiting for their turn or being sent, all targets together."""
+        return sum(len(lane.items) for lane in self._lanes.values())
+
+    def body_limit(self, target: HeartbeatTarget) -> int:
+        """Bytes of a failure body ``target`` keeps, as its monitor last said (or the default)."""
+        lane = self._lanes.get(str(target.url))
+        return lane.body_limit if lane is not None else FAILURE_BODY_LIMIT
 
     def hide_in_logs(self, targets: Iterable[HeartbeatTarget]) -> None:
         """Redact the URLs of ``targets`` in httpx's request log lines from now on."""
         for target in targets:
             self._log_filter.secrets.add(str(target.url.copy_with(query=None)).rstrip("/"))
 
-    def begin(self, job_id: str, target: HeartbeatTarget, run_id: uuid.UUID) -> RunPings:
-        """Start the pings of one run: the start ping, when the protocol has one, goes now.
+    async def begin(
+        self, job_id: str, target: HeartbeatTarget, run_id: uuid.UUID, *, wait: float
+    ) -> RunPings:
+        """Queue the start ping of a run, if the protocol has one, and wait up to ``wait``
+        seconds for the monitor to take it: the run's body starts after its start.
 
+        A slower monitor gets the ping later, still before the run's other pings.
         Call ``hide_in_logs`` with ``target`` first.
         """
         pings = RunPings(self, job_id, target, run_id)
-        ping = start_ping(target, run_id)
+        ping = start_ping(target, pings.run_id)
         if ping is not None:
-            pings.last = self.schedule(job_id, target, ping, after=None)
+            done = self.enqueue(job_id, target, ping)
+            if done is not None and wait > 0:
+                await asyncio.wait({done}, timeout=wait)
         return pings
 
-    def schedule(
-        self,
-        job_id: str,
-        target: HeartbeatTarget,
-        ping: Ping,
-        *,
-        after: asyncio.Task[None] | None,
-    ) -> asyncio.Task[None] | None:
-        """Send ``ping`` in a background task once ``after`` is done; ``None`` if dropped."""
-        if len(self._pending) >= self._max_pending:
+    def enqueue(
+        self, job_id: str, target: HeartbeatTarget, ping: Ping
+    ) -> asyncio.Future[bool] | None:
+        """Queue ``ping`` behind the target's earlier pings; ``None`` if dropped.
+
+        The future resolves to ``True`` once the monitor accepted the ping.
+        """
+        key = str(target.url)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane(target)
+        if len(lane.items) >= self._max_pending:
             self._metrics.heartbeat_pings.labels(job_id, "dropped").inc()
             logger.warning(
                 "heartbeat %s ping of job %s to %s dropped: %d pings already pending",
                 ping.event,
                 job_id,
                 target.redacted,
-                len(self._pending),
+                len(lane.items),
             )
             return None
-        task = asyncio.create_task(
-            self._send_after(job_id, target, ping, after), name=f"heartbeat:{job_id}:{ping.event}"
-        )
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-        return task
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        lane.items.append(_Queued(job_id, ping, done))
+        if lane.worker is None or lane.worker.done():
+            lane.worker = asyncio.create_task(self._work(lane), name=f"heartbeat:{job_id}")
+        return done
 
-    async def _send_after(
-        self,
-        job_id: str,
-        target: HeartbeatTarget,
-        ping: Ping,
-        after: asyncio.Task[None] | None,
-    ) -> None:
-        if after is not None:
-            # A success must not overtake its start: healthchecks.io would then show
-            # the run as started and alert once the grace time is over.
-            await asyncio.wait({after})
-        await self.send(job_id, target, ping)
+    async def _work(self, lane: _Lane) -> None:
+        try:
+            while lane.items:
+                item = lane.items[0]
+                sent = await self.send(item.job_id, lane, item.ping)
+                lane.items.popleft()
+                if not item.done.done():
+                    item.done.set_result(sent)
+        finally:
+            # Cancelled (shutdown): what is left will not be sent.
+            while lane.items:
+                item = lane.items.popleft()
+                item.done.cancel()
 
-    async def send(self, job_id: str, target: HeartbeatTarget, ping: Ping) -> bool:
+    async def send(self, job_id: str, lane: _Lane, ping: Ping) -> bool:
         """Send ``ping`` now, with retries; ``True`` once the monitor accepted it.
 
         Raises nothing but ``CancelledError``: failures are logged and counted.
@@ -313,41 +216,53 @@ class Heartbeat:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    await self._attempt(ping)
+                    await self._attempt(lane, ping)
         except Exception as error:
             self._metrics.heartbeat_pings.labels(job_id, "failure").inc()
             logger.warning(
                 "heartbeat %s ping of job %s to %s failed after %d attempt(s): %s",
                 ping.event,
                 job_id,
-                target.redacted,
+                lane.target.redacted,
                 attempts,
                 _describe(error),
             )
             return False
         self._metrics.heartbeat_pings.labels(job_id, "success").inc()
-        logger.debug("heartbeat %s ping of job %s sent to %s", ping.event, job_id, target.redacted)
+        logger.debug(
+            "heartbeat %s ping of job %s sent to %s", ping.event, job_id, lane.target.redacted
+        )
         return True
 
-    async def _attempt(self, ping: Ping) -> None:
+    async def _attempt(self, lane: _Lane, ping: Ping) -> None:
+        body = ping.report.body(lane.body_limit) if ping.report is not None else None
+        headers = {"Content-Type": "text/plain; charset=utf-8"} if body else None
         # httpx's timeout applies per phase (connect, write, read); this bounds the whole.
         async with asyncio.timeout(self._timeout):
-            headers = {"Content-Type": "text/plain; charset=utf-8"} if ping.body else None
             response = await self._client.request(
-                ping.method, ping.url, params=ping.params, content=ping.body, headers=headers
+                ping.method, ping.url, content=body, headers=headers
             )
+        limit = _body_limit(response)
+        if limit is not None:
+            lane.body_limit = min(limit, FAILURE_BODY_LIMIT)
         response.raise_for_status()
 
     async def drain(self, limit: float | None) -> None:
-        """Wait up to ``limit`` seconds for pending pings, then cancel the rest.
+        """Wait up to ``limit`` seconds for the queued pings, then cancel the rest.
 
         ``None`` waits until every ping is done, which ends: retries are bounded.
         """
-        if not self._pending:
+        workers = {
+            lane.worker
+            for lane in self._lanes.values()
+            if lane.worker is not None and not lane.worker.done()
+        }
+        if not workers:
             return
-        _, late = await asyncio.wait(set(self._pending), timeout=limit)
+        _, late = await asyncio.wait(workers, timeout=limit)
         if late:
-            logger.warning("cancelling %d heartbeat pings still pending at shutdown", len(late))
+            left = sum(len(lane.items) for lane in self._lanes.values() if lane.worker in late)
+            logger.warning("cancelling %d heartbeat pings still pending at shutdown", left)
             for task in late:
                 task.cancel()
             await asyncio.wait(late)
@@ -360,7 +275,7 @@ class Heartbeat:
 
 
 class RunPings:
-    """The pings of one run, each sent after the previous one."""
+    """The pings of one run after its start, queued behind it on the target's queue."""
 
     def __init__(
         self, heartbeat: Heartbeat, job_id: str, target: HeartbeatTarget, run_id: uuid.UUID
@@ -368,17 +283,16 @@ class RunPings:
         self._heartbeat = heartbeat
         self._job_id = job_id
         self._target = target
-        self._run_id = run_id
-        self.last: asyncio.Task[None] | None = None
+        self.run_id = run_id
 
     def succeeded(self, duration: float) -> None:
         """Queue the success ping; ``duration`` in seconds."""
-        self._queue(success_ping(self._target, self._run_id, duration))
+        self._queue(success_ping(self._target, self.run_id, duration))
 
-    def failed(self, error: BaseException) -> None:
+    def failed(self, report: FailureReport) -> None:
         """Queue the failure ping, if the protocol has one."""
-        self._queue(failure_ping(self._target, self._run_id, error))
+        self._queue(failure_ping(self._target, self.run_id, report))
 
     def _queue(self, ping: Ping | None) -> None:
         if ping is not None:
-            self.last = self._heartbeat.schedule(self._job_id, self._target, ping, after=self.last)
+            self._heartbeat.enqueue(self._job_id, self._target, ping)

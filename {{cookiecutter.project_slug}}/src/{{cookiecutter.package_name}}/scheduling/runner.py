@@ -1,7 +1,9 @@
 """The wrapper every run goes through, scheduled or run by hand.
 
-One run: a run id (UUID4), the start ping, the job, then its outcome recorded in
-the job state and the metrics and the success or failure ping. The job's exception
+One run: a run id (UUID4), the start ping (the body waits for the monitor to take
+it, at most ``HEARTBEAT_START_TIMEOUT`` seconds, so the monitor measures the whole
+run), the job, then its outcome recorded in the job state and the metrics and the
+success or failure ping. The job's exception
 is caught, logged and reported, so the next run is unaffected. A run cancelled at
 shutdown re-raises ``CancelledError`` and is reported as neither: a deploy must
 not page anyone.
@@ -23,9 +25,11 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from ..db import Database
 from ..health.model import utcnow
+from ..heartbeat_targets import HeartbeatTarget
 from ..metrics import Metrics
 from ..settings import Settings
-from .heartbeat import Heartbeat, HeartbeatTarget
+from .heartbeat import Heartbeat
+from .pings import FailureReport
 from .registry import JobContext, JobRegistry
 from .state import JobStates
 
@@ -106,10 +110,12 @@ class JobRunner:
         target = self.targets.get(job_id)
         run_id = uuid.uuid4()
         if target is None:
-            logger.debug("job %s has no heartbeat URL (%s_HEARTBEAT_URL)", job_id, job_id.upper())
+            logger.debug("job %s has no heartbeat monitor", job_id)
             pings = None
         else:
-            pings = self.heartbeat.begin(job_id, target, run_id)
+            pings = await self.heartbeat.begin(
+                job_id, target, run_id, wait=self.settings.heartbeat_start_timeout
+            )
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)
@@ -141,7 +147,7 @@ class JobRunner:
             series.duration.observe(duration)
             logger.exception("job %s run %s failed after %.3f s", job_id, run_id, duration)
             if pings is not None:
-                pings.failed(error)
+                pings.failed(FailureReport.of(error, self.settings.heartbeat_failure_body))
             return RunOutcome.FAILURE
         else:
             duration = time.perf_counter() - began

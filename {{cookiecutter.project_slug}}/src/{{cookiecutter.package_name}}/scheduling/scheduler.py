@@ -6,7 +6,9 @@ an ``AsyncIOScheduler`` (in-memory job store, every job added with
 ``replace_existing=True``, ``coalesce=True``, ``max_instances=1`` and
 ``SCHEDULER_MISFIRE_GRACE_TIME``), checks the lock's session every interval and
 before every run, and steps down when the session fails. With SQLite (one process)
-this process always leads.
+this process always leads. With ``HEARTBEAT_SYNC_MONITORS`` each lead starts by
+syncing the jobs' Healthchecks checks in the background (``monitor_sync.py``);
+a failure is logged, never fatal.
 
 Stopping (lifespan shutdown or stepping down): pause the scheduler so no new run
 starts, wait up to ``SCHEDULER_SHUTDOWN_TIMEOUT`` seconds for runs in flight, cancel
@@ -34,11 +36,13 @@ from apscheduler.schedulers.base import STATE_RUNNING
 
 from ..db import Database
 from ..health import HealthCheck
+from ..heartbeat_targets import HeartbeatTarget, unmonitored_jobs
 from ..metrics import Metrics
 from ..settings import Settings
 from .health import job_check, scheduler_check
-from .heartbeat import Heartbeat, HeartbeatTarget
+from .heartbeat import Heartbeat
 from .leader import AdvisoryLock
+from .monitor_sync import SyncError, sync_monitors
 from .registry import JobRegistry
 from .runner import JobRunner
 from .state import JobStates
@@ -77,6 +81,8 @@ class JobScheduler:
         self.jobs = jobs
         self.settings = settings
         self.states = JobStates(job.id for job in jobs)
+        # Jobs that must have a heartbeat monitor and have none: a warn in their checks.
+        self.unmonitored = unmonitored_jobs(targets, settings.environment)
         self.heartbeat = Heartbeat(
             metrics=metrics,
             timeout=settings.heartbeat_timeout,
@@ -101,6 +107,7 @@ class JobScheduler:
             )
         self._scheduler: Any = None
         self._campaign: asyncio.Task[None] | None = None
+        self._monitor_sync: asyncio.Task[None] | None = None
         # Fire time of each submitted run, from APScheduler's submission event
         # until the run starts: APScheduler 3 does not pass it to the job.
         self._fire_times: dict[str, datetime] = {}
@@ -157,9 +164,10 @@ class JobScheduler:
         (a start ping without its success would page once the monitor's grace time is over).
         """
         deadline = time.monotonic() + self.settings.scheduler_shutdown_timeout
-        if self._campaign is not None:
-            self._campaign.cancel()
-            await asyncio.wait({self._campaign})
+        for task in (self._campaign, self._monitor_sync):
+            if task is not None:
+                task.cancel()
+                await asyncio.wait({task})
         await self._stop_scheduler()
         if self.lock is not None:
             await self.lock.aclose()
@@ -222,6 +230,20 @@ class JobScheduler:
         for job in self.jobs:
             self.states[job.id].next_run_time = self.next_run_time(job.id)
         logger.info("scheduler started with %d job(s)", len(self.jobs))
+        if self.settings.heartbeat_sync_monitors:
+            self._monitor_sync = asyncio.create_task(self._sync_monitors(), name="sync-monitors")
+
+    async def _sync_monitors(self) -> None:
+        # HEARTBEAT_SYNC_MONITORS: once per lead, in the background, never fatal.
+        def report(line: str) -> None:
+            logger.info("heartbeat monitors: %s", line)
+
+        try:
+            await sync_monitors(self.jobs, self.settings, report=report)
+        except SyncError as error:
+            logger.warning("heartbeat monitors not synced: %s", error)
+        except Exception:
+            logger.exception("heartbeat monitors not synced")
 
     async def _stop_scheduler(self) -> None:
         # Safe to call again after a cancellation: the stop resumes where it was.

@@ -1,0 +1,167 @@
+"""Provision the jobs' Healthchecks checks from the registry (``jobs sync-monitors``).
+
+Through the Management API v3 (https://healthchecks.io/docs/api/), authenticated by
+the project's read-write key in ``X-Api-Key``: ``GET /channels/`` (what ``"*"``
+assigns), ``GET /checks/?tag=<service>`` (the service's checks), then per job
+either nothing (``unchanged``: every field the API returns equals the spec) or
+``POST /checks/`` with ``unique: ["slug"]``, which answers ``201`` when it created
+the check and ``200`` when it updated the one with that slug. ``--prune`` deletes
+(``DELETE /checks/<uuid>``) the checks tagged with the service that match no job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from ..heartbeat_targets import SERVICE_ID
+from ..settings import Settings
+from .monitor_spec import CheckSpec, Skipped, check_spec
+from .registry import JobRegistry
+
+
+class SyncError(Exception):
+    """The API refused or could not be reached; ``str()`` is one line, with no secret."""
+
+
+class HealthchecksApi:
+    """The few Management API v3 calls the sync needs, each raising ``SyncError``.
+
+    Args:
+        base_url: ``HEALTHCHECKS_API_URL``, e.g. ``https://healthchecks.io/api/v3``.
+        api_key: the project's read-write API key.
+        timeout: seconds per request.
+    """
+
+    def __init__(self, base_url: str, api_key: str, *, timeout: float) -> None:
+        self._base = httpx.URL(base_url.rstrip("/") + "/")
+        self._host = self._base.host
+        self._client = httpx.AsyncClient(
+            base_url=self._base, headers={"X-Api-Key": api_key}, timeout=timeout
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _call(
+        self, method: str, path: str, *, json: Any = None, params: Any = None
+    ) -> httpx.Response:
+        try:
+            response = await self._client.request(method, path, json=json, params=params)
+        except httpx.HTTPError as error:
+            raise SyncError(
+                f"cannot reach HEALTHCHECKS_API_URL ({self._host}): {type(error).__name__}"
+            ) from None
+        if response.status_code == 401:
+            raise SyncError(
+                f"HEALTHCHECKS_API_KEY was refused by {self._host} (401): "
+                "give the project's read-write API key"
+            )
+        if response.status_code >= 400:
+            raise SyncError(
+                f"{method} {path} answered {response.status_code}: {_error_of(response)}"
+            )
+        return response
+
+    async def channel_codes(self) -> list[str]:
+        """The ids of every integration of the project (``GET /channels/``)."""
+        response = await self._call("GET", "channels/")
+        return [str(channel["id"]) for channel in response.json()["channels"]]
+
+    async def checks(self, **filters: str) -> list[dict[str, Any]]:
+        """The checks ``GET /checks/`` returns for ``filters`` (``tag=``, ``slug=``)."""
+        response = await self._call("GET", "checks/", params=filters)
+        checks: list[dict[str, Any]] = response.json()["checks"]
+        return checks
+
+    async def upsert(self, spec: CheckSpec) -> bool:
+        """Create or update the check of ``spec``; ``True`` when it was created (201)."""
+        response = await self._call("POST", "checks/", json=spec.payload())
+        return response.status_code == 201
+
+    async def delete(self, check: dict[str, Any]) -> None:
+        await self._call("DELETE", f"checks/{check['uuid']}")
+
+
+def _error_of(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error")
+    except ValueError:
+        error = None
+    text = str(error) if error else response.reason_phrase
+    return text.splitlines()[0][:200] if text else "no reason given"
+
+
+async def sync_monitors(
+    jobs: JobRegistry,
+    settings: Settings,
+    *,
+    report: Callable[[str], None],
+    dry_run: bool = False,
+    prune: bool = False,
+) -> dict[str, str]:
+    """Bring the project's checks in line with ``jobs``; one ``report`` line per check.
+
+    Lines: ``created <slug>``, ``updated <slug> (<fields>)``, ``unchanged <slug>``,
+    ``skipped <slug>: <reason>``, ``deleted <slug>``; with ``dry_run`` nothing is
+    changed and they say ``would create``, ``would update``, ``would delete``.
+    Returns each slug's action, as its line says it.
+
+    Raises:
+        SyncError: no ``HEALTHCHECKS_API_KEY``, or the API refused a request or could
+            not be reached; the message is one line naming the problem.
+    """
+    if settings.healthchecks_api_key is None:
+        raise SyncError("HEALTHCHECKS_API_KEY is not set: the project's read-write API key")
+    api = HealthchecksApi(
+        str(settings.healthchecks_api_url),
+        settings.healthchecks_api_key.get_secret_value(),
+        timeout=settings.heartbeat_timeout,
+    )
+    actions: dict[str, str] = {}
+
+    def say(slug: str, action: str, detail: str = "") -> None:
+        actions[slug] = action
+        report(f"{action} {slug}{detail}")
+
+    def change(verb: str) -> str:
+        return f"would {verb}" if dry_run else f"{verb}d"
+
+    try:
+        channels = await api.channel_codes()
+        tagged = {check["slug"]: check for check in await api.checks(tag=SERVICE_ID)}
+        for job in jobs:
+            spec = check_spec(job, service=SERVICE_ID, environment=settings.environment.value)
+            if isinstance(spec, Skipped):
+                say(spec.slug, "skipped", f": {spec.reason}")
+                continue
+            current = tagged.get(spec.slug)
+            if current is not None:
+                changed = spec.differences(current, channels)
+                if not changed:
+                    say(spec.slug, "unchanged")
+                    continue
+                detail = f" ({', '.join(changed)})"
+            else:
+                detail = ""
+            if dry_run:
+                # A check with this slug may exist without the service's tag (created
+                # by a ping with ?create=1): the upsert would then update it.
+                if current is None and await api.checks(slug=spec.slug):
+                    say(spec.slug, change("update"), " (tags)")
+                else:
+                    say(spec.slug, change("create" if current is None else "update"), detail)
+                continue
+            created = await api.upsert(spec)
+            say(spec.slug, change("create" if created else "update"), "" if created else detail)
+        if prune:
+            for slug, check in tagged.items():
+                if slug not in actions:
+                    if not dry_run:
+                        await api.delete(check)
+                    say(slug, change("delete"))
+    finally:
+        await api.aclose()
+    return actions
