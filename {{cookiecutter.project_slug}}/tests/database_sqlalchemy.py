@@ -21,8 +21,9 @@ from {{ cookiecutter.package_name }}.db import (
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The advisory lock key of migrations/env.py, derived the same way (env.py is not a module).
+MIGRATION_LOCK_NAME = b"{{ cookiecutter.project_slug }}:migrations"
 MIGRATION_LOCK_KEY = int.from_bytes(
-    hashlib.blake2b(b"{{ cookiecutter.project_slug }}:migrations", digest_size=8).digest(),
+    hashlib.blake2b(MIGRATION_LOCK_NAME, digest_size=8).digest(),
     "big",
     signed=True,
 )

@@ -95,9 +95,10 @@ async def test_a_ping_url_keeps_its_own_query(monitor: HTTPServer) -> None:
     async def tokened(context: JobContext) -> None:
         return None
 
+    service = "{{ cookiecutter.project_slug }}"
     targets = {
         # Healthchecks' auto-provisioning flag, and a monitor whose token is in the query.
-        "provisioned": target(monitor.url_for("/ping/key/{{ cookiecutter.project_slug }}-provisioned") + "?create=1"),
+        "provisioned": target(monitor.url_for(f"/ping/key/{service}-provisioned") + "?create=1"),
         "tokened": target(monitor.url_for("/ping/beat") + "?token=abc", HeartbeatProtocol.PLAIN),
     }
     async with job_runner(jobs, targets) as (runner, _):
@@ -106,10 +107,11 @@ async def test_a_ping_url_keeps_its_own_query(monitor: HTTPServer) -> None:
         await runner.heartbeat.drain(None)
 
     sent = sorted((r.path, r.args.get("create"), r.args.get("token")) for r in requests_of(monitor))
+    slug_path = f"/ping/key/{service}-provisioned"
     assert sent == [
         ("/ping/beat", None, "abc"),
-        ("/ping/key/{{ cookiecutter.project_slug }}-provisioned", "1", None),
-        ("/ping/key/{{ cookiecutter.project_slug }}-provisioned/start", "1", None),
+        (slug_path, "1", None),
+        (f"{slug_path}/start", "1", None),
     ]
     assert all("rid" in r.args for r in requests_of(monitor) if r.path.startswith("/ping/key/"))
 

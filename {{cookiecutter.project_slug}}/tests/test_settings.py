@@ -111,7 +111,7 @@ def test_bad_configuration_stops_start_up_with_one_line() -> None:
         ("HEALTH_CHECK_TIMEOUT", "nan"),
         ("HEALTH_CHECK_TIMEOUT", "1e-9"),
         ("DATABASE_STATEMENT_TIMEOUT", "0"),
-        ("DATABASE_POOL_TIMEOUT", "inf"),
+        ("DATABASE_CONNECT_TIMEOUT", "inf"),
         ("RETRY_AFTER", "-1"),
         ("MAX_REQUEST_BODY_BYTES", "0"),
         ("METRICS_PORT", "8000"),
