@@ -129,24 +129,7 @@ class PrivatePostgres:
         where = "backend_type = 'client backend' AND pid <> pg_backend_pid()"
         if database:
             where += f" AND datname = '{database}'"
-        output = subprocess.run(
-            [
-                "psql",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-U",
-                "postgres",
-                "-Atc",
-                f"SELECT count(*) FROM pg_stat_activity WHERE {where}",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout
-        return int(output.strip())
+        return int(self.sql(f"SELECT count(*) FROM pg_stat_activity WHERE {where}").strip())
 
 
 @dataclass

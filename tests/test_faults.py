@@ -524,7 +524,7 @@ class TableLock:
     """Holds ``LOCK TABLE items`` in a psql session, so requests touching it wait."""
 
     def __init__(self, server: PrivatePostgres) -> None:
-        self.port = server.port
+        self.server = server
         self.session = subprocess.Popen(
             [
                 "psql",
@@ -554,24 +554,8 @@ class TableLock:
 
     def waiting(self) -> int:
         """How many other sessions wait for a lock (``pg_stat_activity``)."""
-        result = subprocess.run(
-            [
-                "psql",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-U",
-                "postgres",
-                "-Atc",
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        )
-        return int(result.stdout.strip())
+        query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        return int(self.server.sql(query).strip())
 
     def release(self) -> None:
         assert self.session.stdin is not None
