@@ -7,6 +7,7 @@ the machine's shared server.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -108,11 +109,14 @@ class PrivatePostgres:
     def pause(self) -> None:
         """Freeze the server: connections stay open and nothing answers (a hung server)."""
         for pid in self.pids():
-            os.kill(pid, signal.SIGSTOP)
+            # A backend can end between the listing and the signal.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
 
     def resume(self) -> None:
         for pid in self.pids():
-            os.kill(pid, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     def sql(self, query: str) -> str:
         """Run ``query`` with psql on a connection of its own; returns its unaligned output."""
