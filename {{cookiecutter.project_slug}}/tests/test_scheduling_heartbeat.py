@@ -540,6 +540,23 @@ def test_heartbeat_settings_come_from_the_environment_dotenv_and_secret_files(
     assert "from-file" not in repr(targets["file_job"])
 
 
+def test_blank_job_settings_count_as_unset_in_every_source(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("DOTENV_JOB_HEARTBEAT_URL=\n")
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "FILE_JOB_HEARTBEAT_URL").write_text("\n")
+    (secrets / "file_job_heartbeat_protocol").write_text("  \n")
+    monkeypatch.setenv("SECRETS_DIR", str(secrets))
+    monkeypatch.setenv("ENV_JOB_HEARTBEAT_URL", "")
+
+    targets = resolve_targets(["env_job", "dotenv_job", "file_job"], settings_for())
+
+    assert targets == {"env_job": None, "dotenv_job": None, "file_job": None}
+
+
 def test_slug_mode_pings_every_job_without_its_own_url(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

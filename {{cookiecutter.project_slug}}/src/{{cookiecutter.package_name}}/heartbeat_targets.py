@@ -27,8 +27,8 @@ from .settings import (
     Environment,
     HeartbeatProtocol,
     Settings,
+    load_job_settings,
     refused_host,
-    runtime_setting,
 )
 
 SERVICE_ID = "{{ cookiecutter.project_slug }}"
@@ -128,8 +128,8 @@ def resolve_targets(
 ) -> dict[str, HeartbeatTarget | None]:
     """Each job's target (see the module docstring), ``None`` for a job without one.
 
-    Per-job settings are read by ``runtime_setting``: environment, ``.env``,
-    ``SECRETS_DIR``.
+    Per-job settings are ``settings.JobSettings`` (pydantic-settings: environment,
+    ``.env``, ``SECRETS_DIR``).
 
     Raises:
         ConfigurationError: a URL that is not http(s), a refused host outside
@@ -138,22 +138,13 @@ def resolve_targets(
     """
     targets: dict[str, HeartbeatTarget | None] = {}
     for job_id in job_ids:
-        prefix = job_id.upper()
-        raw_url = runtime_setting(f"{prefix}_HEARTBEAT_URL")
-        raw_protocol = runtime_setting(f"{prefix}_HEARTBEAT_PROTOCOL")
-        try:
-            protocol = HeartbeatProtocol(raw_protocol) if raw_protocol else None
-        except ValueError:
-            choices = ", ".join(protocol.value for protocol in HeartbeatProtocol)
-            raise ConfigurationError(
-                f"{prefix}_HEARTBEAT_PROTOCOL: must be one of {choices}"
-            ) from None
-        if raw_url is not None:
-            name = f"{prefix}_HEARTBEAT_URL"
-            url = _parse_url(name, raw_url)
+        own = load_job_settings(job_id)
+        if own.heartbeat_url is not None:
+            name = f"{job_id.upper()}_HEARTBEAT_URL"
+            url = _parse_url(name, own.heartbeat_url.get_secret_value())
             check_monitor_url(name, url, settings.environment)
             targets[job_id] = HeartbeatTarget(
-                url=url, protocol=protocol or settings.heartbeat_protocol, source=name
+                url=url, protocol=own.heartbeat_protocol or settings.heartbeat_protocol, source=name
             )
             continue
         slugged = slug_url(settings, job_id)

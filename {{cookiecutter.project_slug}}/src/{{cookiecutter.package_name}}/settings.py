@@ -3,7 +3,7 @@
 Every setting is an upper-case environment variable of the same name; secrets may
 also be files in ``SECRETS_DIR`` (one file per setting, as Kubernetes mounts a
 Secret). Durations are in seconds. Settings whose names depend on the jobs
-(``<JOB_ID>_HEARTBEAT_URL``) are read by ``runtime_setting`` from the same sources.
+(``<JOB_ID>_HEARTBEAT_URL``) are ``JobSettings``, read from the same sources.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import re
 from pathlib import Path
 from typing import Self
 
-from dotenv import dotenv_values
 from pydantic import (
     Field,
     HttpUrl,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -316,32 +316,67 @@ def load_settings() -> Settings:
         raise ConfigurationError(_describe(error)) from None
 
 
-def runtime_setting(name: str) -> str | None:
-    """Return the setting ``name`` whose name is only known at run time, or ``None``.
+class JobSettings(BaseSettings):
+    """One job's own settings, named ``<JOB_ID>_<SETTING>`` (``load_job_settings``).
 
-    Used for per-job settings such as ``NIGHTLY_CLEANUP_HEARTBEAT_URL``. The sources
-    and their order are those of ``Settings``: the environment, then ``.env``, then
-    a file named ``name`` (or its lower-case form) in ``SECRETS_DIR``. Blank values
-    count as unset.
+    Read by pydantic-settings from the sources of ``Settings``, in its order: the
+    environment, then ``.env``, then a file named after the setting (any case) in
+    ``SECRETS_DIR``. Blank values count as unset.
     """
-    value = os.environ.get(name)
-    if value is None and Path(ENV_FILE).is_file():
-        value = dotenv_values(ENV_FILE).get(name)
-    if value is None:
-        secrets_dir = Path(os.environ.get("SECRETS_DIR", DEFAULT_SECRETS_DIR))
-        for candidate in (secrets_dir / name, secrets_dir / name.lower()):
-            if candidate.is_file():
-                value = candidate.read_text(encoding="utf-8")
-                break
-    if value is None or not value.strip():
-        return None
-    return value.strip()
+
+    model_config = SettingsConfigDict(
+        env_file=ENV_FILE,
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+    )
+
+    #: The job's heartbeat monitor URL, a secret (``<JOB_ID>_HEARTBEAT_URL``).
+    heartbeat_url: SecretStr | None = None
+    #: How that monitor is pinged (``<JOB_ID>_HEARTBEAT_PROTOCOL``); ``None``: ``HEARTBEAT_PROTOCOL``.
+    heartbeat_protocol: HeartbeatProtocol | None = None
+
+    @field_validator("heartbeat_url", "heartbeat_protocol", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        # A secret file holding only a newline is as unset as an empty variable.
+        value = value.strip() or None
+        if info.field_name == "heartbeat_protocol" and value not in (None, *HeartbeatProtocol):
+            choices = ", ".join(protocol.value for protocol in HeartbeatProtocol)
+            raise ValueError(f"must be one of {choices}")
+        return value
 
 
-def _describe(error: ValidationError) -> str:
+def load_job_settings(job_id: str) -> JobSettings:
+    """The settings of job ``job_id``: ``<JOB_ID>_HEARTBEAT_URL`` and the like.
+
+    Args:
+        job_id: the job's id in the registry (``cleanup_items``); its upper-case form
+            and ``_`` prefix every setting's name.
+
+    Raises:
+        ConfigurationError: a setting is invalid; the message names it and never
+            echoes its value (a URL may be a secret).
+    """
+    prefix = f"{job_id.upper()}_"
+    secrets_dir = Path(os.environ.get("SECRETS_DIR", DEFAULT_SECRETS_DIR))
+    try:
+        return JobSettings(
+            _env_prefix=prefix,
+            _secrets_dir=secrets_dir if secrets_dir.is_dir() else None,
+        )
+    except ValidationError as error:
+        raise ConfigurationError(_describe(error, prefix=prefix)) from None
+
+
+def _describe(error: ValidationError, *, prefix: str = "") -> str:
     problems = []
     for item in error.errors(include_url=False, include_input=False):
         field = ".".join(str(part) for part in item["loc"]).upper()
+        field = prefix + field if field else field
         message = item["msg"].removeprefix("Value error, ")
         problems.append(f"{field}: {message}" if field else message)
     return "; ".join(problems)
