@@ -31,7 +31,7 @@ def test_only_the_chosen_variants_remain_under_their_final_names(project: Projec
     ]
     assert leftovers == []
     package = project.path / "src" / project.package
-    for module in ("db.py", "items/models.py", "items/router.py", "scheduling/jobs.py"):
+    for module in ("db.py", "items/models.py", "items/store.py", "scheduling/jobs.py"):
         text = (package / module).read_text()
         other = "tortoise" if project.context["orm"] == "sqlalchemy" else "sqlalchemy"
         assert f"from {other}" not in text, module
