@@ -64,7 +64,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             timeout=settings.health_check_timeout,
             cache_ttl=settings.health_cache_ttl,
         )
-        # What each request's items store is wrapped in, innermost first (items/router.py).
+        # The layers around each request's items store, innermost first (items/router.py).
         app.state.item_store_layers = []
 {%- if cookiecutter.use_redis %}
         app.state.redis = await stack.enter_async_context(open_redis(settings))
