@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import tomllib
+from pathlib import Path
 
-from .conftest import Project
+from .conftest import TEMPLATE, Project
 
 UNRENDERED = re.compile(r"{{\s*cookiecutter\.|{%-?\s*(if|for|raw)\b")
 
@@ -31,7 +33,7 @@ def test_only_the_chosen_variants_remain_under_their_final_names(project: Projec
     ]
     assert leftovers == []
     package = project.path / "src" / project.package
-    for module in ("db.py", "items/models.py", "items/router.py", "scheduling/jobs.py"):
+    for module in ("db.py", "items/models.py", "items/store.py", "scheduling/jobs.py"):
         text = (package / module).read_text()
         other = "tortoise" if project.context["orm"] == "sqlalchemy" else "sqlalchemy"
         assert f"from {other}" not in text, module
@@ -105,3 +107,45 @@ def test_env_example_names_every_setting(project: Project) -> None:
     readme = (project.path / "README.md").read_text()
     undocumented = [name for name in settings if f"`{name}`" not in readme]
     assert undocumented == [], f"missing from the README's settings table: {undocumented}"
+
+
+PROJECT_TEMPLATE = TEMPLATE / "{{cookiecutter.project_slug}}"
+# A Jinja statement ({% if %}, {% endif %}...) and a substitution ({{ cookiecutter.x }}).
+JINJA_STATEMENT = re.compile(r"{%-?.*?-?%}")
+JINJA_SUBSTITUTION = re.compile(r"{{.*?}}")
+# At most this many statements in all of the template's Python files (issue 14): variants
+# are whole files, and what remains only adds or removes whole lines of an option.
+MAX_PYTHON_STATEMENTS = 10
+
+
+def template_python_files() -> list[Path]:
+    return sorted(PROJECT_TEMPLATE.rglob("*.py"))
+
+
+def test_template_python_files_hold_few_jinja_statements_each_a_whole_line() -> None:
+    statements: list[str] = []
+    for path in template_python_files():
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            found = JINJA_STATEMENT.findall(line)
+            where = f"{path.relative_to(PROJECT_TEMPLATE)}:{number}"
+            statements += [f"{where}: {statement}" for statement in found]
+            # A statement on its own line: no line of Python is cut by one.
+            assert not found or JINJA_STATEMENT.fullmatch(line.strip()), where
+    assert len(statements) <= MAX_PYTHON_STATEMENTS, "\n".join(statements)
+
+
+def test_template_python_files_parse_once_whole_line_statements_are_dropped() -> None:
+    # Both sides of every {% if %} kept at once: each must still be valid Python, so an
+    # editor, ruff and a reader see one module, and no tag splits a docstring or a call.
+    unparsed = []
+    for path in template_python_files():
+        lines = [
+            JINJA_SUBSTITUTION.sub("cookiecutter_value", line)
+            for line in path.read_text().splitlines()
+            if not JINJA_STATEMENT.fullmatch(line.strip())
+        ]
+        try:
+            ast.parse("\n".join(lines), filename=str(path))
+        except SyntaxError as error:
+            unparsed.append(f"{path.relative_to(PROJECT_TEMPLATE)}:{error.lineno}: {error.msg}")
+    assert unparsed == []

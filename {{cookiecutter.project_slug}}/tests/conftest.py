@@ -59,10 +59,6 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = normalize_database_url(
     os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 )
-{%- if cookiecutter.use_redis %}
-# A Redis database of the tests' own (15), emptied by the tests that need it empty.
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-{%- endif %}
 
 
 # Variables that name a setting of the service, or a job's (<JOB_ID>_HEARTBEAT_URL).
@@ -140,7 +136,11 @@ async def fetch(database_url: str, query: str, *args: object) -> list[asyncpg.Re
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:
-    """Settings for a test app, independent of the developer's environment and ``.env``."""
+    """Settings for a test app, independent of the developer's environment and ``.env``.
+
+    Services are the tests' own: with Redis, ``TEST_REDIS_URL`` (default
+    ``redis://127.0.0.1:6379/15``, a database the tests may empty).
+    """
     values: dict[str, object] = {
         "environment": "development",
         "database_url": database_url,
@@ -151,7 +151,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         # /metrics on the app's port: no second listener per test app.
         "metrics_port": 0,
 {%- if cookiecutter.use_redis %}
-        "redis_url": TEST_REDIS_URL,
+        "redis_url": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
 {%- endif %}
     }
     values.update(overrides)

@@ -29,7 +29,7 @@ from {{ cookiecutter.package_name }}.settings import (
     load_settings,
 )
 
-from .conftest import TEST_REDIS_URL, app_client, make_settings, wait_until
+from .conftest import app_client, make_settings, wait_until
 
 
 def unavailable(message: str) -> None:
@@ -41,7 +41,8 @@ def unavailable(message: str) -> None:
 @pytest.fixture
 async def redis() -> AsyncIterator[Redis]:
     """A client on ``TEST_REDIS_URL``, whose database is emptied before the test."""
-    client = Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2)
+    # The tests' own database, as make_settings gives it to every test app.
+    client = Redis.from_url(make_settings("sqlite://").redis_dsn, socket_connect_timeout=2)
     try:
         await client.flushdb()
     except Exception as error:

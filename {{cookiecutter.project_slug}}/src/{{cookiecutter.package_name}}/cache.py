@@ -1,10 +1,12 @@
-"""Redis: the client the lifespan opens, its readiness check and the FastAPI dependency.
+"""Redis: the client the lifespan opens, its readiness check, the items read through
+it (``read_through_redis``) and the FastAPI dependency.
 
 One ``redis.asyncio.Redis`` client with a bounded connection pool
 (``REDIS_MAX_CONNECTIONS``) lives on ``app.state.redis`` from start-up to
 shutdown. Every command is bounded by ``REDIS_TIMEOUT`` seconds, so a hung Redis
-costs a route at most that long: the items cache then reads from the database,
-and what cannot do without Redis answers 503 (``REDIS_UNAVAILABLE_ERRORS``).
+costs a route at most that long: the items cache (``items/cache.py``) then reads
+from the database, and what cannot do without Redis raises
+``errors.DependencyUnavailable``, a 503.
 """
 
 from __future__ import annotations
@@ -15,15 +17,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .health import HealthCheck
+from .items.cache import CachedItemStore
+from .items.contract import ItemStore, ItemStoreLayer
 from .settings import Settings
-
-# Errors that mean "Redis cannot be reached right now", raised from a route: the
-# 503 handler answers them with Retry-After and the status page instead of a 500.
-REDIS_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
 
 
 @asynccontextmanager
@@ -62,6 +60,15 @@ def redis_check(client: Redis, *, required: bool) -> HealthCheck:
     return HealthCheck(
         key="redis:responseTime", component_type="datastore", run=ping, critical=required
     )
+
+
+def read_through_redis(client: Redis, settings: Settings) -> ItemStoreLayer:
+    """The items layer caching reads by id in ``client`` for ``ITEMS_CACHE_TTL`` seconds."""
+
+    def layer(store: ItemStore) -> ItemStore:
+        return CachedItemStore(store, client, ttl=settings.items_cache_ttl)
+
+    return layer
 
 
 def get_redis(request: Request) -> Redis:

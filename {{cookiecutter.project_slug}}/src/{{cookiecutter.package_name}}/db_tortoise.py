@@ -19,6 +19,7 @@ import asyncpg
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from tortoise.backends.base.config_generator import expand_db_url
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.context import TortoiseContext, _current_context
 from tortoise.exceptions import DBConnectionError, OperationalError
 
@@ -85,6 +86,7 @@ class Database(TortoiseContext):
         if _models_built_for[0] is not self and self.apps is not None:
             # Tortoise has no public call for this: it is what its init does.
             self.apps._build_initial_querysets()
+            EXECUTOR_CACHE.clear()
             _models_built_for[0] = self
         return self
 
@@ -153,6 +155,8 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
     with context:
         await context.init(config=tortoise_config(settings))
     _models_built_for[0] = context
+    # Tortoise's executors cache their INSERT per connection name, whatever the dialect.
+    EXECUTOR_CACHE.clear()
     try:
         yield context
     finally:

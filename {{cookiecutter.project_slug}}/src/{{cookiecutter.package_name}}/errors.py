@@ -33,6 +33,14 @@ from .outages import reason
 
 logger = logging.getLogger(__name__)
 
+
+class DependencyUnavailable(Exception):
+    """A dependency the request needs cannot answer: raised from a route, a 503.
+
+    ``str()`` names the dependency (``redis``); the cause is the client's error.
+    """
+
+
 # Characters of a rejected input a 422 quotes back.
 MAX_INPUT_EXCERPT = 64
 
@@ -103,6 +111,7 @@ def install_error_handlers(
         unavailable_errors: exception types that may mean a dependency is
             unavailable; raised from a route, those ``is_unavailable`` confirms
             become a 503 instead of a 500 (the others stay 500s, with their traceback).
+            ``DependencyUnavailable`` is always a 503.
     """
 
     async def on_http_exception(request: Request, exc: Exception) -> Response:
@@ -139,7 +148,7 @@ def install_error_handlers(
 
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
     app.add_exception_handler(RequestValidationError, on_validation_error)
-    for error_type in unavailable_errors:
+    for error_type in (*unavailable_errors, DependencyUnavailable):
         app.add_exception_handler(error_type, on_unavailable)
     app.add_middleware(
         ServiceUnavailableHeaders, status_page_url=status_page_url, retry_after=retry_after

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 
 from . import __version__
 {%- if cookiecutter.use_redis %}
-from .cache import REDIS_UNAVAILABLE_ERRORS, open_redis, redis_check
+from .cache import open_redis, read_through_redis, redis_check
 {%- endif %}
 from .db import (
     DATABASE_UNAVAILABLE_ERRORS,
@@ -64,9 +64,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             timeout=settings.health_check_timeout,
             cache_ttl=settings.health_cache_ttl,
         )
+        # The layers around each request's items store, innermost first (items/router.py).
+        app.state.item_store_layers = []
 {%- if cookiecutter.use_redis %}
         app.state.redis = await stack.enter_async_context(open_redis(settings))
         app.state.health.add(redis_check(app.state.redis, required=settings.redis_required))
+        app.state.item_store_layers.append(read_through_redis(app.state.redis, settings))
 {%- endif %}
 
         # After the database and the checks exist; stopped before the database is closed:
@@ -131,8 +134,7 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
         app,
         status_page_url=str(settings.status_page_url),
         retry_after=settings.retry_after,
-        unavailable_errors=DATABASE_UNAVAILABLE_ERRORS
-        {%- if cookiecutter.use_redis %} + REDIS_UNAVAILABLE_ERRORS{% endif %},
+        unavailable_errors=DATABASE_UNAVAILABLE_ERRORS,
         is_unavailable=database_unavailable,
     )
     app.add_middleware(HttpMetrics, metrics=app.state.metrics)

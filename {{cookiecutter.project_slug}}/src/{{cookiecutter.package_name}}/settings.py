@@ -27,9 +27,6 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./{{ cookiecutter.package_name }}.db"
-{%- if cookiecutter.use_redis %}
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-{%- endif %}
 DEFAULT_SECRETS_DIR = "/run/secrets/{{ cookiecutter.project_slug }}"
 ENV_FILE = ".env"
 # Python's logging levels that LOG_LEVEL may name (in any case).
@@ -162,14 +159,6 @@ class Settings(BaseSettings):
     healthchecks_api_key: SecretStr | None = None
 
     items_retention_days: int = Field(default=30, ge=1, le=36500)
-{%- if cookiecutter.use_redis %}
-
-    redis_url: str | None = None
-    redis_required: bool = False
-    redis_max_connections: int = Field(default=10, ge=1, le=10000)
-    redis_timeout: float = Field(default=2.0, gt=0, le=600)
-    items_cache_ttl: float = Field(default=60.0, gt=0, le=86400)
-{%- endif %}
 
     @field_validator("log_level")
     @classmethod
@@ -229,32 +218,12 @@ class Settings(BaseSettings):
                 f"DATABASE_URL must be PostgreSQL when ENVIRONMENT={self.environment.value}, "
                 "not SQLite"
             )
-{%- if cookiecutter.use_redis %}
-        if self.redis_url is None:
-            raise ValueError(f"REDIS_URL is required when ENVIRONMENT={self.environment.value}")
-{%- endif %}
         return self
 
     @property
     def database_dsn(self) -> str:
         """The database URL in use: ``DATABASE_URL``, or the SQLite file in development."""
         return self.database_url or DEFAULT_SQLITE_URL
-{%- if cookiecutter.use_redis %}
-
-    @field_validator("redis_url")
-    @classmethod
-    def _check_redis_url(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        if not value.strip().startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
-        return value.strip()
-
-    @property
-    def redis_dsn(self) -> str:
-        """The Redis URL in use: ``REDIS_URL``, or the local Redis in development."""
-        return self.redis_url or DEFAULT_REDIS_URL
-{%- endif %}
 
     @property
     def serve_api_docs(self) -> bool:
@@ -269,6 +238,37 @@ class Settings(BaseSettings):
         if self.health_show_details is not None:
             return self.health_show_details
         return self.environment is Environment.DEVELOPMENT
+
+{%- if cookiecutter.use_redis %}
+
+    # Redis (use_redis): the items cache and its readiness check (cache.py). One block,
+    # at the end: its checks run after those above, so a missing DATABASE_URL is named first.
+    redis_url: str | None = None
+    redis_required: bool = False
+    redis_max_connections: int = Field(default=10, ge=1, le=10000)
+    redis_timeout: float = Field(default=2.0, gt=0, le=600)
+    items_cache_ttl: float = Field(default=60.0, gt=0, le=86400)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.strip().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _require_redis_url(self) -> Self:
+        if self.redis_url is None and self.environment is not Environment.DEVELOPMENT:
+            raise ValueError(f"REDIS_URL is required when ENVIRONMENT={self.environment.value}")
+        return self
+
+    @property
+    def redis_dsn(self) -> str:
+        """The Redis URL in use: ``REDIS_URL``, or the local Redis in development."""
+        return self.redis_url or "redis://127.0.0.1:6379/0"
+{%- endif %}
 
 
 def refused_host(host: str) -> str | None:
