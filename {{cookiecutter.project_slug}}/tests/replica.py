@@ -19,11 +19,11 @@ import asyncpg
 from apscheduler.triggers.interval import IntervalTrigger
 
 from {{ cookiecutter.package_name }}.main import create_app
+from {{ cookiecutter.package_name }}.postgres import libpq_dsn
 from {{ cookiecutter.package_name }}.scheduling import (
     JobContext,
     JobRegistry,
 )
-from {{ cookiecutter.package_name }}.scheduling.leader import libpq_url
 from {{ cookiecutter.package_name }}.settings import load_settings
 
 # A start date shared by every replica puts the fires of all of them on whole
@@ -40,7 +40,7 @@ def replica_jobs(name: str) -> JobRegistry:
     )
     async def tick(context: JobContext) -> None:
         # A connection of its own: the record is about the fire, whichever ORM the service uses.
-        connection = await asyncpg.connect(libpq_url(context.settings.database_dsn))
+        connection = await asyncpg.connect(libpq_dsn(context.settings.database_dsn))
         try:
             await connection.execute(RECORD, context.scheduled_at, context.run_id, os.getpid())
         finally:

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from {{ cookiecutter.package_name }}.migrate import MIGRATION_LOCK_KEY
-from {{ cookiecutter.package_name }}.scheduling.leader import libpq_url
+from {{ cookiecutter.package_name }}.postgres import libpq_dsn
 
 from .conftest import fetch, throwaway_database
 from .database import PROJECT_ROOT, start_migrate
@@ -42,7 +42,7 @@ async def test_concurrent_runs_apply_each_migration_once(empty_database: str) ->
 
 
 async def test_a_run_waits_for_the_migration_lock(empty_database: str) -> None:
-    holder = await asyncpg.connect(libpq_url(empty_database))
+    holder = await asyncpg.connect(libpq_dsn(empty_database))
     try:
         await holder.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
         process = await start_migrate(empty_database)

@@ -29,6 +29,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from .health import HealthCheck
 from .outages import reason, says_unavailable, statement_bounds
+from .postgres import parse_postgres_url
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -75,16 +76,32 @@ def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.database_dsn
     options: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("postgresql"):
+        url, dsn_arguments = postgres_engine_arguments(url)
         options |= {
             "pool_size": settings.database_pool_size,
             "max_overflow": settings.database_max_overflow,
             "pool_timeout": settings.database_pool_timeout,
             "connect_args": {
+                **dsn_arguments,
                 "timeout": settings.database_connect_timeout,
                 **statement_bounds(settings.database_statement_timeout),
             },
         }
     return create_async_engine(url, **options)
+
+
+def postgres_engine_arguments(url: str) -> tuple[str, dict[str, Any]]:
+    """The engine URL and ``connect_args`` of a PostgreSQL ``url`` (``postgres.py``).
+
+    The engine gets the URL without its query and asyncpg the whole DSN: SQLAlchemy
+    would pass each query parameter to ``asyncpg.connect`` as an argument, which
+    fails for libpq's names (``sslmode``), while asyncpg reads them from a DSN.
+
+    Raises:
+        ValueError: as ``postgres.parse_postgres_url``.
+    """
+    parsed = parse_postgres_url(url)
+    return parsed.url_without_query, {"dsn": parsed.dsn}
 
 
 @dataclass(frozen=True, slots=True)

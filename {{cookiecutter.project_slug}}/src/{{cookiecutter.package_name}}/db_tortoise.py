@@ -24,6 +24,7 @@ from tortoise.exceptions import DBConnectionError, OperationalError
 
 from .health import HealthCheck
 from .outages import says_unavailable, statement_bounds
+from .postgres import parse_postgres_url, pool_connect
 from .settings import Settings
 
 # Modules holding the service's models. Aerich keeps its migration history in a
@@ -125,8 +126,13 @@ def tortoise_config(settings: Settings) -> dict[str, Any]:
     url = tortoise_url(settings.database_dsn)
     connection: str | dict[str, Any] = url
     if url.startswith("asyncpg://"):
-        connection = expand_db_url(url)
+        # Tortoise would pass each query parameter to asyncpg as an argument, which
+        # fails for libpq's names (sslmode): its pool opens every connection from the
+        # DSN that postgres.py checked instead, as the leader and the migrations do.
+        parsed = parse_postgres_url(settings.database_dsn)
+        connection = expand_db_url(tortoise_url(parsed.url_without_query))
         connection["credentials"] |= {
+            "connect": pool_connect(parsed.dsn),
             # No floor: asyncpg would log a traceback every second restoring it while
             # the database is down, which readiness already reports.
             "minsize": 0,
