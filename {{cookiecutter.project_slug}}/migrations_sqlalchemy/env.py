@@ -33,6 +33,7 @@ from {{ cookiecutter.package_name }}.outages import (
     says_unavailable,
 )
 from {{ cookiecutter.package_name }}.postgres import MIGRATION_LOCK_KEY
+from {{ cookiecutter.package_name }}.scheduling import models as _scheduling  # noqa: F401
 from {{ cookiecutter.package_name }}.settings import (
     ConfigurationError,
     Settings,

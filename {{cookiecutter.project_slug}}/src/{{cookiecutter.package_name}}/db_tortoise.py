@@ -29,7 +29,11 @@ from .settings import Settings
 
 # Modules holding the service's models. Aerich keeps its migration history in a
 # table of its own, so its model belongs to the same app.
-MODELS = ["{{ cookiecutter.package_name }}.items.models", "aerich.models"]
+MODELS = [
+    "{{ cookiecutter.package_name }}.items.models",
+    "{{ cookiecutter.package_name }}.scheduling.models",
+    "aerich.models",
+]
 
 # Errors that may mean "the database cannot serve right now", raised from a route:
 # those ``database_unavailable`` confirms get a 503 with Retry-After and the status
