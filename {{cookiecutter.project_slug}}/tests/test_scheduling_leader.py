@@ -38,19 +38,6 @@ REPLICA = Path(__file__).with_name("replica.py")
 TAKEOVER_BOUND = 30.0  # seconds, from the issue
 
 
-async def lock_holder(database_url: str, key: int) -> int | None:
-    """The server pid of the session holding advisory lock ``key``, if any."""
-    # pg_locks splits a bigint key into two oids: high and low 32 bits.
-    unsigned = key & 0xFFFFFFFFFFFFFFFF
-    query = (
-        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        " AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1"
-    )
-    rows = await fetch(database_url, query, unsigned >> 32, unsigned & 0xFFFFFFFF)
-    return int(rows[0]["pid"]) if rows else None
-
-
 def ticking(name: str, label: str, runs: list[tuple[str, datetime | None]]) -> JobRegistry:
     """A registry ``name`` whose job ``tick`` records ``(label, fire time)`` every 0.1 s."""
     jobs = JobRegistry(name)
@@ -114,35 +101,39 @@ async def test_one_replica_leads_and_hands_over_at_shutdown(postgres_url: str) -
     assert len(set(fires)) == len(fires), "no fire ran twice"
 
 
-async def test_the_leader_steps_down_when_its_lock_session_dies(
+async def test_a_terminated_lease_session_costs_no_term(
     postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="{{ cookiecutter.package_name }}")
     runs: list[tuple[str, datetime | None]] = []
     jobs = ticking(f"test-{uuid.uuid4().hex[:8]}", "only", runs)
-    app = create_app(make_settings(postgres_url, scheduler_leader_retry_interval=0.1), jobs=jobs)
+    settings = make_settings(
+        postgres_url, scheduler_leader_retry_interval=0.1, scheduler_lease_ttl=3
+    )
+    app = create_app(settings, jobs=jobs)
     async with app.router.lifespan_context(app):
         await wait_until(lambda: app.state.scheduler.is_leader, within=10, message="elected")
-        holder = await lock_holder(postgres_url, jobs.lock_key)
+        lease = app.state.scheduler.lease
+        holder = await lease.backend_pid()
         assert holder is not None
         # As a network cut or a server restart would: the session ends under the leader.
         await execute(postgres_url, "SELECT pg_terminate_backend($1)", holder)
 
-        async def re_elected_on_a_new_session() -> bool:
-            new_holder = await lock_holder(postgres_url, jobs.lock_key)
-            return new_holder not in (None, holder) and app.state.scheduler.is_leader
+        async def renewed_on_a_new_session() -> bool:
+            return (await lease.backend_pid()) not in (None, holder)
 
-        await wait_until(re_elected_on_a_new_session, within=TAKEOVER_BOUND, message="re-elected")
+        await wait_until(renewed_on_a_new_session, within=5, message="a new lease session")
         ticks = len(runs)
-        await wait_until(lambda: len(runs) > ticks, within=10, message="ticking again")
+        await wait_until(lambda: len(runs) > ticks + 5, within=10, message="ticking again")
+        assert app.state.scheduler.is_leader
 
     messages = [record.getMessage() for record in caplog.records]
-    assert any(
-        message.startswith("scheduler leader lock lost: its connection failed")
-        for message in messages
+    assert not any(message.startswith("stepping down") for message in messages)
+    assert messages.count("scheduler started with 1 job(s)") == 1
+    epochs = await fetch(
+        postgres_url, "SELECT DISTINCT epoch FROM scheduler_runs WHERE registry = $1", jobs.name
     )
-    assert "stepping down as scheduler leader: the lock is lost" in messages
-    assert messages.count("scheduler started with 1 job(s)") == 2
+    assert len(epochs) == 1, "one term throughout"
     fires = [at for _, at in runs]
     assert len(set(fires)) == len(fires)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -121,6 +122,29 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
         yield Database(engine=engine, sessionmaker=sessionmaker)
     finally:
         await engine.dispose()
+
+
+# A job's open transaction, for ``JobContext.fence``: a session in ``session.begin()``
+# or a connection in ``connection.begin()``.
+Transaction = AsyncSession | AsyncConnection
+
+
+async def fetch_in(
+    transaction: Transaction, query: str, *args: object
+) -> Sequence[Mapping[str, Any]]:
+    """The rows of ``query`` (PostgreSQL, ``$1``-style parameters) inside ``transaction``."""
+    if isinstance(transaction, AsyncSession):
+        connection = await transaction.connection()
+    else:
+        connection = transaction
+    result = await connection.exec_driver_sql(query, args)
+    return [dict(row) for row in result.mappings()]
+
+
+async def fetch_all(database: Database, query: str, *args: object) -> Sequence[Mapping[str, Any]]:
+    """The rows of ``query`` (PostgreSQL, ``$1``-style parameters) through the app's pool."""
+    async with database.engine.connect() as connection:
+        return await fetch_in(connection, query, *args)
 
 
 def database_check(database: Database) -> HealthCheck:

@@ -10,7 +10,7 @@ models runs inside that context: routes through ``DatabaseRoute``, jobs inside
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar, Token
 from typing import Any, Self
@@ -18,6 +18,7 @@ from typing import Any, Self
 import asyncpg
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.context import TortoiseContext, _current_context
 from tortoise.exceptions import DBConnectionError, OperationalError
@@ -167,6 +168,24 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
         yield context
     finally:
         await context.close_connections()
+
+
+# A job's open transaction, for ``JobContext.fence``: the connection of
+# ``async with in_transaction() as connection``.
+Transaction = BaseDBAsyncClient
+
+
+async def fetch_in(
+    transaction: Transaction, query: str, *args: object
+) -> Sequence[Mapping[str, Any]]:
+    """The rows of ``query`` (PostgreSQL, ``$1``-style parameters) inside ``transaction``."""
+    rows: Sequence[Mapping[str, Any]] = await transaction.execute_query_dict(query, list(args))
+    return rows
+
+
+async def fetch_all(database: Database, query: str, *args: object) -> Sequence[Mapping[str, Any]]:
+    """The rows of ``query`` (PostgreSQL, ``$1``-style parameters) through the app's pool."""
+    return await fetch_in(database.db(), query, *args)
 
 
 def database_check(database: Database) -> HealthCheck:
