@@ -141,6 +141,14 @@ async def fetch_in(
     return [dict(row) for row in result.mappings()]
 
 
+@asynccontextmanager
+async def begin(database: Database) -> AsyncIterator[AsyncConnection]:
+    """A transaction on a connection of the app's pool: committed at the end of the
+    block, rolled back if it raises. For jobs (``JobContext.fence``) and tests."""
+    async with database.engine.begin() as connection:
+        yield connection
+
+
 async def fetch_all(database: Database, query: str, *args: object) -> Sequence[Mapping[str, Any]]:
     """The rows of ``query`` (PostgreSQL, ``$1``-style parameters) through the app's pool."""
     async with database.engine.connect() as connection:

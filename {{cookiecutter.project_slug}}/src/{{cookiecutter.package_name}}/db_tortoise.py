@@ -22,6 +22,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.context import TortoiseContext, _current_context
 from tortoise.exceptions import DBConnectionError, OperationalError
+from tortoise.transactions import in_transaction
 
 from .health import HealthCheck
 from .outages import says_unavailable, statement_bounds
@@ -181,6 +182,15 @@ async def fetch_in(
     """The rows of ``query`` (PostgreSQL, ``$1``-style parameters) inside ``transaction``."""
     rows: Sequence[Mapping[str, Any]] = await transaction.execute_query_dict(query, list(args))
     return rows
+
+
+@asynccontextmanager
+async def begin(database: Database) -> AsyncIterator[BaseDBAsyncClient]:
+    """A transaction in the app's context: committed at the end of the block, rolled
+    back if it raises. For jobs (``JobContext.fence``) and tests."""
+    with database:
+        async with in_transaction() as connection:
+            yield connection
 
 
 async def fetch_all(database: Database, query: str, *args: object) -> Sequence[Mapping[str, Any]]:

@@ -25,7 +25,9 @@ database's clock (``clock_timestamp()``), never a replica's.
   attempt interrupted (no outcome, an older epoch): it marks it ``superseded`` and
   runs the fire again once, within ``SCHEDULER_MISFIRE_GRACE_TIME``.
 - ``JobContext.fence(transaction)`` runs the same check inside a job's own
-  transaction and holds the ``FOR KEY SHARE`` lock until that transaction ends.
+  transaction and holds the ``FOR KEY SHARE`` lock until that transaction ends;
+  it also sets the transaction's ``idle_in_transaction_session_timeout`` to a third
+  of the TTL, so that a stopped client cannot hold up a takeover for longer.
   ``epoch`` is in a unique key (``name, epoch``), so a takeover's UPDATE (a key
   change) waits for the lock, while a renewal (no key change) does not: a fenced
   transaction commits only if no other term has begun, and a takeover waits for it.
@@ -120,10 +122,13 @@ RELEASE = """
 UPDATE scheduler_lease SET expires_at = clock_timestamp()
 WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires_at > clock_timestamp()
 """
-# $1 lease name, $2 epoch: one row while the term is current. Shared with JobContext.fence.
+# JobContext.fence: $1 lease name, $2 epoch, $3 idle limit (ms): one row while the term
+# is current. The limit ends the transaction if its client stops (SIGSTOP) while it
+# holds the lock, which would otherwise hold up every takeover.
 CURRENT_TERM = """
-SELECT epoch FROM scheduler_lease
-WHERE name = $1 AND epoch = $2 AND expires_at > clock_timestamp()
+SELECT epoch, set_config('idle_in_transaction_session_timeout', $3::varchar, true)
+FROM scheduler_lease
+WHERE name = $1 AND epoch = $2::bigint AND expires_at > clock_timestamp()
 FOR KEY SHARE
 """
 START_RUN = """
@@ -326,9 +331,8 @@ class Lease:
                 return deleted
 
     async def aclose(self) -> None:
-        """Close the connection."""
-        async with self._io:
-            connection, self._connection = self._connection, None
+        """Close the connection (at most ``connect_timeout`` s, then drop the socket)."""
+        connection, self._connection = self._connection, None
         if connection is not None:
             try:
                 async with asyncio.timeout(self.connect_timeout):
@@ -351,17 +355,27 @@ class Lease:
 
     async def _call(self, statement: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
         async with self._io:
-            try:
-                if self._connection is None or self._connection.is_closed():
-                    self._connection = await asyncpg.connect(self._dsn, **self._connect_options)
-                result = await statement(self._connection)
-            except Exception as error:
-                self._discard(error)
-                raise
-            self.last_error = None
-            return result
+            # A session lost since the last statement (server restart, terminated
+            # backend) is noticed by the next statement: that one is tried again once
+            # on a new session. Every statement here may be repeated safely.
+            for attempt in range(2):
+                fresh = self._connection is None or self._connection.is_closed()
+                try:
+                    if fresh:
+                        self._connection = await asyncpg.connect(self._dsn, **self._connect_options)
+                    assert self._connection is not None
+                    result = await statement(self._connection)
+                except Exception as error:
+                    dropped = self._discard(error)
+                    if fresh or not dropped or attempt:
+                        raise
+                    continue
+                self.last_error = None
+                return result
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _discard(self, error: BaseException) -> None:
+    def _discard(self, error: BaseException) -> bool:
+        # Returns whether the connection was dropped (the session is gone or unknown).
         first_failure = self.last_error is None
         self.last_error = type(error).__name__
         if first_failure:
@@ -370,10 +384,11 @@ class Lease:
             error, asyncpg.exceptions.AdminShutdownError
         ):
             # An error of the statement, not of the session: the connection is fine.
-            return
+            return False
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.terminate()
+        return True
 
 
 def process_identity() -> str:
@@ -438,13 +453,20 @@ class LeaderElection:
         self._task = asyncio.create_task(self._run(), name="scheduler-leader")
 
     async def stop(self) -> None:
-        """Stop the loop (after the scheduler has drained) and release the lease."""
+        """Stop the loop (after the scheduler has drained) and release the lease.
+
+        The release and the close take at most ``DATABASE_CONNECT_TIMEOUT`` together.
+        """
         term, self._term = self._term, None
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait({self._task})
-        if term is not None:
-            await self.lease.release(term.epoch)
+        try:
+            async with asyncio.timeout(self.lease.connect_timeout):
+                if term is not None:
+                    await self.lease.release(term.epoch)
+        except TimeoutError:
+            logger.warning("scheduler lease not released in time; it expires")
         await self.lease.aclose()
 
     async def _run(self) -> None:

@@ -43,6 +43,8 @@ class JobContext:
     database: Database
     epoch: int | None = None
     lease_name: str | None = None
+    # Seconds a fenced transaction may sit idle (SCHEDULER_LEASE_TTL / 3).
+    fence_idle_timeout: float = 5.0
 
     async def fence(self, transaction: Transaction) -> None:
         """Make ``transaction`` (the job's own, open) commit only under this run's term.
@@ -50,7 +52,9 @@ class JobContext:
         Checks in the transaction that the term is still current and locks the lease
         row (``FOR KEY SHARE``) until the transaction ends: a takeover waits for it,
         and once another replica has taken over the check fails. Call it first in
-        every transaction whose writes must not come from a stale leader. Does
+        every transaction whose writes must not come from a stale leader, and keep
+        the transaction short: it may not sit idle (an HTTP call inside it) for more
+        than ``fence_idle_timeout`` seconds, after which PostgreSQL ends it. Does
         nothing when ``epoch`` is ``None``. Fences the database only: calls to other
         systems are not (see ``leader.py``).
 
@@ -59,7 +63,8 @@ class JobContext:
         """
         if self.epoch is None or self.lease_name is None:
             return
-        if not await fetch_in(transaction, CURRENT_TERM, self.lease_name, self.epoch):
+        idle_ms = str(max(round(self.fence_idle_timeout * 1000), 1))
+        if not await fetch_in(transaction, CURRENT_TERM, self.lease_name, self.epoch, idle_ms):
             raise StaleLeaderError(
                 f"job {self.job_id} run {self.run_id}: the leader's term {self.epoch} has ended"
             )

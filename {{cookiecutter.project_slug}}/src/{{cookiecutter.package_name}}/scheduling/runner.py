@@ -164,6 +164,7 @@ class JobRunner:
             database=self.database,
             epoch=term.epoch if term is not None and recorded else None,
             lease_name=self.lease.name if self.lease is not None and recorded else None,
+            fence_idle_timeout=self.settings.scheduler_lease_ttl / 3,
         )
         began = time.perf_counter()
         try:

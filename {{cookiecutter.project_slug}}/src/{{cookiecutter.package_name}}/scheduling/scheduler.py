@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -111,7 +112,8 @@ class JobScheduler:
                 ttl=settings.scheduler_lease_ttl,
                 connect_timeout=settings.database_connect_timeout,
                 statement_timeout=settings.database_statement_timeout,
-                application_name=f"{jobs.name} scheduler"[:63],
+                # The pid first: tests find the session of one replica by it.
+                application_name=f"scheduler {os.getpid()} {jobs.name}"[:63],
             )
             self.election = LeaderElection(
                 self.lease,
