@@ -105,7 +105,7 @@ async def test_a_terminated_lease_session_costs_no_term(
     )
     app = create_app(settings, jobs=jobs)
     async with app.router.lifespan_context(app):
-        await wait_until(lambda: app.state.scheduler.is_leader, within=10, message="elected")
+        await wait_until(lambda: app.state.scheduler.running, within=10, message="elected")
         lease = app.state.scheduler.lease
         holder = await lease.backend_pid()
         assert holder is not None

@@ -357,7 +357,9 @@ class Lease:
         async with self._io:
             # A session lost since the last statement (server restart, terminated
             # backend) is noticed by the next statement: that one is tried again once
-            # on a new session. Every statement here may be repeated safely.
+            # on a new session. Repeating is safe: every statement is conditional, and
+            # a run start whose first try committed unseen is refused the second time
+            # (that fire is then not run; the next election marks its record superseded).
             for attempt in range(2):
                 fresh = self._connection is None or self._connection.is_closed()
                 try:
@@ -367,7 +369,7 @@ class Lease:
                     result = await statement(self._connection)
                 except Exception as error:
                     dropped = self._discard(error)
-                    if fresh or not dropped or attempt:
+                    if not dropped or attempt:
                         raise
                     continue
                 self.last_error = None
