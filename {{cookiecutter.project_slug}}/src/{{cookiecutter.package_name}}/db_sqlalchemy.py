@@ -132,12 +132,15 @@ Transaction = AsyncSession | AsyncConnection
 async def fetch_in(
     transaction: Transaction, query: str, *args: object
 ) -> Sequence[Mapping[str, Any]]:
-    """The rows of ``query`` (PostgreSQL, ``$1``-style parameters) inside ``transaction``."""
+    """The rows of ``query`` (PostgreSQL, ``$1``-style parameters) inside ``transaction``
+    (none for a statement that returns no rows)."""
     if isinstance(transaction, AsyncSession):
         connection = await transaction.connection()
     else:
         connection = transaction
     result = await connection.exec_driver_sql(query, args)
+    if not result.returns_rows:
+        return []
     return [dict(row) for row in result.mappings()]
 
 
