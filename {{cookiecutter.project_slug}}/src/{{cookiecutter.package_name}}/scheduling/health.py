@@ -177,10 +177,13 @@ def scheduler_check(scheduler: JobScheduler, status: StatusSource) -> HealthChec
     )
 
 
-def job_check(status: StatusSource, job: Job, unmonitored: Collection[str]) -> HealthCheck:
+def job_check(
+    status: StatusSource, job: Job, unmonitored: Collection[str], *, cacheable: bool = True
+) -> HealthCheck:
     """The ``<job_id>:lastSuccess`` check of ``job`` (``/health`` only).
 
-    Cached like every check; the state it reads is shared by all job checks.
+    ``cacheable``: cached like every check when the state is read from the database
+    (the read is shared by all job checks); not when it is this process's memory.
     """
 
     async def run() -> CheckResult:
@@ -199,4 +202,10 @@ def job_check(status: StatusSource, job: Job, unmonitored: Collection[str]) -> H
             monitored=monitored,
         )
 
-    return HealthCheck(key=f"{job.id}:lastSuccess", component_type="job", run=run, readiness=False)
+    return HealthCheck(
+        key=f"{job.id}:lastSuccess",
+        component_type="job",
+        run=run,
+        readiness=False,
+        cacheable=cacheable,
+    )

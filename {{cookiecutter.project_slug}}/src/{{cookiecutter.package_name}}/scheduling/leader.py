@@ -47,20 +47,20 @@ such calls idempotent (the run ID and the fire time are stable keys for that).
 Failure table (defaults: TTL 15 s, retry 5 s; "bound" is the longest time with no
 leader running jobs):
 
-============================  ============================================  ==========
-fault                          what happens                                  bound
-============================  ============================================  ==========
-leader dies (SIGKILL, OOM)     row expires; a follower takes it               TTL + retry = 20 s
-leader paused (SIGSTOP, GC)    as dies; on resume it steps down (watchdog),   TTL + retry = 20 s
-                               its run starts are refused by the fence
-leader partitioned from DB     it steps down at 2/3 TTL; others take over     TTL + retry = 20 s
-                               at TTL
-database restarted             renewals fail; if back within 2/3 TTL the      restart + retry
-                               leader renews on a new connection, else it
-                               steps down and anyone re-elects after restart
-database paused (hung)         statements time out; as a restart              pause + TTL + retry
-lease session terminated       the leader reconnects and renews; no takeover  0 (runs go on)
-============================  ============================================  ==========
+- leader dies (SIGKILL, OOM, node lost): its row expires and a follower takes it.
+  Bound: TTL + retry = 20 s.
+- leader paused (SIGSTOP, a frozen VM): as dies. On resume its watchdog steps it
+  down; until then the fence refuses its run starts and fenced writes.
+  Bound: TTL + retry = 20 s.
+- leader partitioned from the database: it steps down at 2/3 TTL, a follower takes
+  over once the row expires. Bound: TTL + retry = 20 s.
+- database restarted: renewals fail. Back within 2/3 TTL, the leader renews on a new
+  session and nothing changes; else it steps down and a replica takes the expired
+  row. Bound: max(restart, TTL) + retry.
+- database paused (hung): statements time out, then as a restart.
+  Bound: max(pause, TTL) + retry.
+- lease session terminated (``pg_terminate_backend``, a pooler restart): the leader
+  reconnects and renews; no takeover, runs go on. Bound: 0.
 
 The lease's statements run on a connection of their own (not the ORM's pool), with
 TCP keepalives and ``DATABASE_STATEMENT_TIMEOUT``, so that a pool exhausted by
@@ -367,6 +367,13 @@ class Lease:
                         self._connection = await asyncpg.connect(self._dsn, **self._connect_options)
                     assert self._connection is not None
                     result = await statement(self._connection)
+                except asyncio.CancelledError:
+                    # Cut mid-statement (a renewal past its deadline): the session's
+                    # state is unknown, so it is not used again.
+                    connection, self._connection = self._connection, None
+                    if connection is not None:
+                        connection.terminate()
+                    raise
                 except Exception as error:
                     dropped = self._discard(error)
                     if not dropped or attempt:

@@ -177,7 +177,10 @@ class JobScheduler:
         """The ``scheduler`` check, then one check per job (none when disabled)."""
         checks = [scheduler_check(self, self.status)]
         if self.enabled:
-            checks.extend(job_check(self.status, job, self.unmonitored) for job in self.jobs)
+            shared = self.lease is not None
+            checks.extend(
+                job_check(self.status, job, self.unmonitored, cacheable=shared) for job in self.jobs
+            )
         return checks
 
     async def start(self) -> None:
