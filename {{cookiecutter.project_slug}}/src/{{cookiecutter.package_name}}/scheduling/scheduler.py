@@ -155,7 +155,9 @@ class JobScheduler:
         if not self.enabled:
             return False
         if self.election is not None:
-            return self.election.term is not None
+            # Elected and scheduling: ``_elected`` has started the scheduler.
+            term = self.election.term
+            return term is not None and term == self._term
         return self._scheduler is not None
 
     @property
@@ -215,7 +217,6 @@ class JobScheduler:
 
     async def _elected(self, term: Term) -> None:
         assert self.lease is not None
-        self._term = term
         stale = await self.lease.supersede_stale(term.epoch)
         for job_id, fire_time, attempt in stale:
             logger.warning(
@@ -226,6 +227,7 @@ class JobScheduler:
             )
         last_fires = await self.lease.last_fires([job.id for job in self.jobs])
         self._start_scheduler()
+        self._term = term
         self._prune_task = asyncio.create_task(self._prune(), name="scheduler-prune")
         interrupted = {(job_id, fire_time, attempt) for job_id, fire_time, attempt in stale}
         now = utcnow()
