@@ -3,19 +3,23 @@ connection and the migrations, or start-up refuses it with one line."""
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 import pytest
 
 from {{ cookiecutter.package_name }}.db import database_check, open_database
+from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.postgres import (
     MIGRATION_LOCK_KEY,
     advisory_lock_key,
     libpq_dsn,
     parse_postgres_url,
 )
+from {{ cookiecutter.package_name }}.scheduling import JobRegistry
 from {{ cookiecutter.package_name }}.settings import ConfigurationError, Settings, load_settings
 
-from .conftest import make_settings
+from .conftest import make_settings, wait_until
 from .database import migrate
 
 
@@ -80,6 +84,10 @@ async def test_ssl_parameters_work_for_the_pool_the_leader_and_the_migrations(
     finally:
         await connection.close()
     await migrate(url)
+    # The leader's lease connection reads the same URL: this process is elected.
+    app = create_app(settings, jobs=JobRegistry(f"ssl-{uuid.uuid4().hex[:8]}"))
+    async with app.router.lifespan_context(app):
+        await wait_until(lambda: app.state.scheduler.is_leader, within=10, message="elected")
 
 
 def test_lock_keys_are_stable_signed_bigints() -> None:
