@@ -34,7 +34,7 @@ from ..heartbeat_targets import HeartbeatTarget
 from ..metrics import Metrics
 from ..settings import Settings
 from .heartbeat import Heartbeat
-from .leader import Lease, Term
+from .leader import Lease, StaleLeaderError, Term
 from .pings import FailureReport
 from .registry import JobContext, JobRegistry
 from .state import JobStates
@@ -180,6 +180,15 @@ class JobRunner:
                     async with asyncio.timeout(RECORD_CANCELLED_TIMEOUT):
                         await self._record_end(run_id, reason, None, duration)
             raise
+        except StaleLeaderError as error:
+            # The job's fence found the term over: superseded, not a failure of the job.
+            duration = time.perf_counter() - began
+            state.cancelled()
+            series.cancelled.inc()
+            logger.warning("job %s run %s superseded: %s", job_id, run_id, error)
+            if recorded:
+                await self._record_end(run_id, RunOutcome.SUPERSEDED, None, duration)
+            return RunOutcome.SUPERSEDED
         except Exception as error:
             duration = time.perf_counter() - began
             state.failed(utcnow(), type(error).__name__, duration)
