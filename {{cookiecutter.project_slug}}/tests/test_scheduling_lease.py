@@ -4,15 +4,19 @@ process against the real PostgreSQL (real processes: ``test_scheduling_replicas.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
+from pytest_httpserver import HTTPServer
 
 from {{ cookiecutter.package_name }}.db import Database, begin, open_database
 from {{ cookiecutter.package_name }}.main import create_app
+from {{ cookiecutter.package_name }}.postgres import libpq_dsn
 from {{ cookiecutter.package_name }}.scheduling import JobContext, JobRegistry
 from {{ cookiecutter.package_name }}.scheduling.leader import Lease, StaleLeaderError
 from {{ cookiecutter.package_name }}.scheduling.status import SharedStatus
@@ -187,3 +191,54 @@ async def test_old_runs_are_pruned(postgres_url: str) -> None:
         assert await holder.prune(14) == 1
     finally:
         await holder.aclose()
+
+
+async def test_a_leader_that_cannot_renew_steps_down_and_supersedes_its_run(
+    postgres_url: str, monitor: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"cut-{uuid.uuid4().hex[:8]}"
+    jobs = JobRegistry(name)
+    started = asyncio.Event()
+
+    @jobs.scheduled("slow", IntervalTrigger(seconds=0.2), grace=timedelta(minutes=1))
+    async def slow(context: JobContext) -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    ttl = 3.0
+    settings = make_settings(
+        postgres_url, scheduler_lease_ttl=ttl, scheduler_leader_retry_interval=0.2
+    )
+    monkeypatch.setenv("SLOW_HEARTBEAT_URL", monitor.url_for("/ping/slow"))
+    app = create_app(settings, jobs=jobs)
+    async with app.router.lifespan_context(app):
+        await wait_until(started.is_set, within=10, message="a run in flight")
+        # As a network cut would: the leader's renewals no longer complete.
+        cut = await asyncpg.connect(libpq_dsn(postgres_url))
+        transaction = cut.transaction()
+        await transaction.start()
+        try:
+            await cut.execute("SELECT 1 FROM scheduler_lease WHERE name = $1 FOR UPDATE", name)
+            began = time.monotonic()
+            await wait_until(
+                lambda: not app.state.scheduler.is_leader, within=ttl, message="stepped down"
+            )
+            stepped_down = time.monotonic() - began
+            await wait_until(
+                lambda: app.state.scheduler.runner.in_flight == 0,
+                within=ttl,
+                message="its run is cancelled",
+            )
+        finally:
+            await transaction.rollback()
+            await cut.close()
+        rows = await fetch(
+            postgres_url,
+            "SELECT outcome FROM scheduler_runs WHERE registry = $1 ORDER BY started_at",
+            name,
+        )
+        assert [row["outcome"] for row in rows] == ["superseded"]
+    assert stepped_down <= ttl * 2 / 3 + 0.5
+    paths = [request.path for request, _ in monitor.log]
+    assert "/ping/slow/start" in paths
+    assert not any(path.endswith("/fail") for path in paths), "a cut must not page anyone"
