@@ -100,6 +100,14 @@ KEEPALIVE_SETTINGS = {
 STEP_DOWN_FRACTION = 2 / 3
 # Seconds between two tries of a failed renewal (bounded by TTL / 6).
 RENEW_RETRY = 1.0
+# Errors of the database or of the way to it, as opposed to bugs.
+DATABASE_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 # Rows deleted per statement when pruning old runs.
 PRUNE_BATCH = 10_000
 
@@ -496,6 +504,9 @@ class LeaderElection:
                     reason = await self._hold(term)
                 except asyncio.CancelledError:
                     raise  # stop(): the scheduler drains, then stop() releases the lease
+                except DATABASE_ERRORS as error:
+                    # An outage, not a bug: one line (the lease statements log theirs).
+                    reason = f"the database failed ({type(error).__name__})"
                 except Exception:
                     logger.exception("scheduler failed while leading; stepping down")
                     reason = "the scheduler failed"
