@@ -56,7 +56,7 @@ def test_pyproject_is_pep621_with_capped_majors(project: Project) -> None:
     for orm, stack in orm_stacks.items():
         expected = stack if orm == project.context["orm"] else set()
         assert stack & dependencies.keys() == expected, (orm, sorted(dependencies))
-    assert "asyncpg" in dependencies, "PostgreSQL's driver, and the leader lock's, in both"
+    assert "asyncpg" in dependencies, "PostgreSQL's driver, and the leader lease's, in both"
     assert ("redis" in dependencies) is bool(project.context["use_redis"])
     for name, dependency in dependencies.items():
         assert ">=" in dependency, f"{name} needs a lower bound"

@@ -14,9 +14,10 @@ figures (requests sent, 2xx, 503, 500, lost and duplicated writes, peak RSS) in
 the "fault figures" section of pytest's summary; 500s, lost and duplicated writes
 must be 0.
 
-The leader-failover fault (three processes on one PostgreSQL, the leader killed
-with SIGKILL, another takes over and no fire runs twice) is in the baked project's
-own suite (``tests/test_scheduling_leader.py``), which ``test_project.py`` runs.
+The leader-failover faults (three processes on one PostgreSQL; the leader killed
+with SIGKILL, paused with SIGSTOP, its lease session terminated; no overlap, no fire
+run twice or missed) are in the baked project's own suite
+(``tests/test_scheduling_replicas.py``), which ``test_project.py`` runs.
 """
 
 from __future__ import annotations
@@ -52,10 +53,10 @@ CHECK_TIMEOUT = 1.0
 CACHE_TTL = 1.0
 POOL_SIZE = 3
 MAX_OVERFLOW = 2
-# The scheduler's leader lock holds one connection of its own, outside the pool.
+# The scheduler's leader lease holds one connection of its own, outside the pool.
 CONNECTION_BOUND = POOL_SIZE + MAX_OVERFLOW + 1
 PROBE_INTERVAL = 0.1
-# An ERROR line can be the service reporting the fault (the leader lock lost); an
+# An ERROR line can be the service reporting the fault (the leader lease lost); an
 # exception nobody handled shows as a traceback or one of asyncio's notices.
 UNHANDLED = re.compile(r"Traceback|Exception in ASGI|exception was never retrieved|Unhandled")
 

@@ -17,21 +17,23 @@ in a migration itself keeps its traceback.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from logging.config import fileConfig
+from typing import Any
 
 from alembic import context
 from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from {{ cookiecutter.package_name }}.db import Base
+from {{ cookiecutter.package_name }}.db import Base, postgres_engine_arguments
 from {{ cookiecutter.package_name }}.items import models as _items  # noqa: F401 (registers items)
 from {{ cookiecutter.package_name }}.outages import (
     reason,
     says_misconfigured,
     says_unavailable,
 )
+from {{ cookiecutter.package_name }}.postgres import MIGRATION_LOCK_KEY
+from {{ cookiecutter.package_name }}.scheduling import models as _scheduling  # noqa: F401
 from {{ cookiecutter.package_name }}.settings import (
     ConfigurationError,
     Settings,
@@ -43,15 +45,6 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
     fileConfig(config.config_file_name)
 
 target_metadata = Base.metadata
-
-# Key of the advisory lock that serialises migration runs: a signed 64-bit number
-# derived from the project, so services sharing one PostgreSQL do not block each other.
-MIGRATION_LOCK_NAME = b"{{ cookiecutter.project_slug }}:migrations"
-MIGRATION_LOCK_KEY = int.from_bytes(
-    hashlib.blake2b(MIGRATION_LOCK_NAME, digest_size=8).digest(),
-    "big",
-    signed=True,
-)
 
 
 def database_url() -> str:
@@ -104,7 +97,12 @@ def do_run_migrations(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    engine = create_async_engine(database_url(), poolclass=pool.NullPool)
+    url = database_url()
+    connect_args: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        # The same reading of the URL as the service's pool (postgres.py).
+        url, connect_args = postgres_engine_arguments(url)
+    engine = create_async_engine(url, poolclass=pool.NullPool, connect_args=connect_args)
     async with engine.connect() as connection:
         await connection.run_sync(do_run_migrations)
     await engine.dispose()

@@ -34,6 +34,7 @@ from {{ cookiecutter.package_name }}.db import Database
 from {{ cookiecutter.package_name }}.heartbeat_targets import HeartbeatTarget
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.metrics import Metrics
+from {{ cookiecutter.package_name }}.postgres import libpq_dsn
 from {{ cookiecutter.package_name }}.scheduling import (
     JobRegistry,
     default_jobs,
@@ -42,7 +43,6 @@ from {{ cookiecutter.package_name }}.scheduling.heartbeat import (
     MAX_PENDING_PINGS,
     Heartbeat,
 )
-from {{ cookiecutter.package_name }}.scheduling.leader import libpq_url
 from {{ cookiecutter.package_name }}.scheduling.runner import (
     JobRunner,
     RunOutcome,
@@ -118,7 +118,7 @@ async def postgres_url() -> AsyncIterator[str]:
 
 async def execute(database_url: str, statement: str, *args: object) -> None:
     """Run one SQL statement on a connection of its own (outside any test's isolation)."""
-    connection = await asyncpg.connect(libpq_url(database_url), timeout=10)
+    connection = await asyncpg.connect(libpq_dsn(database_url), timeout=10)
     try:
         await connection.execute(statement, *args)
     finally:
@@ -127,7 +127,7 @@ async def execute(database_url: str, statement: str, *args: object) -> None:
 
 async def fetch(database_url: str, query: str, *args: object) -> list[asyncpg.Record]:
     """The rows of one SQL query, on a connection of its own."""
-    connection = await asyncpg.connect(libpq_url(database_url), timeout=10)
+    connection = await asyncpg.connect(libpq_dsn(database_url), timeout=10)
     try:
         rows: list[asyncpg.Record] = await connection.fetch(query, *args)
         return rows

@@ -4,7 +4,6 @@ tests isolated in a transaction rolled back at the end."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -18,15 +17,10 @@ from {{ cookiecutter.package_name }}.db import (
     Database,
     get_session,
 )
+from {{ cookiecutter.package_name }}.postgres import MIGRATION_LOCK_KEY
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# The advisory lock key of migrations/env.py, derived the same way (env.py is not a module).
-MIGRATION_LOCK_NAME = b"{{ cookiecutter.project_slug }}:migrations"
-MIGRATION_LOCK_KEY = int.from_bytes(
-    hashlib.blake2b(MIGRATION_LOCK_NAME, digest_size=8).digest(),
-    "big",
-    signed=True,
-)
+__all__ = ["MIGRATION_LOCK_KEY", "PROJECT_ROOT", "isolated", "migrate", "start_migrate"]
 
 
 async def start_migrate(database_url: str, **env: str) -> asyncio.subprocess.Process:

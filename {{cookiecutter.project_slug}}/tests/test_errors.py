@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI, HTTPException
 
 from {{ cookiecutter.package_name }}.main import create_app
-from {{ cookiecutter.package_name }}.scheduling.leader import libpq_url
+from {{ cookiecutter.package_name }}.postgres import libpq_dsn
 
 from .conftest import ADMIN_URL, app_client, make_settings
 
@@ -84,7 +84,7 @@ async def test_a_statement_past_the_deadline_answers_503_and_logs_one_line(
 ) -> None:
     settings = make_settings(postgres_url, database_statement_timeout=0.2)
     app = create_app(settings)
-    holder = await asyncpg.connect(libpq_url(postgres_url))
+    holder = await asyncpg.connect(libpq_dsn(postgres_url))
     try:
         async with app.router.lifespan_context(app), app_client(app) as http:
             await holder.execute("BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE")

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from {{ cookiecutter.package_name }}.scheduling.leader import libpq_url
+from {{ cookiecutter.package_name }}.postgres import libpq_dsn
 
 from .conftest import ADMIN_URL, throwaway_database
 from .database import MIGRATION_LOCK_KEY, start_migrate
@@ -45,7 +45,7 @@ async def empty_database() -> AsyncIterator[str]:
 
 
 async def test_the_wait_for_the_migration_lock_is_bounded(empty_database: str) -> None:
-    holder = await asyncpg.connect(libpq_url(empty_database))
+    holder = await asyncpg.connect(libpq_dsn(empty_database))
     try:
         await holder.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
         started = time.monotonic()

@@ -1,30 +1,23 @@
-"""Exactly once across replicas: the leader lock on the real PostgreSQL.
+"""Exactly once across replicas: the leader lease on the real PostgreSQL.
 
-In-process replicas (apps sharing a registry name, so a lock key) show election,
-hand-over and stepping down; three OS processes show one run per fire and a
-takeover after the leader is killed.
+In-process replicas (apps sharing a registry name, so a lease) show election,
+hand-over at shutdown and a lease session lost under the leader. Real processes
+and real faults are in ``test_scheduling_replicas.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
-import sys
 import uuid
-from collections import Counter
-from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime, timedelta
-from itertools import pairwise
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 from fastapi import FastAPI
-from pytest_httpserver import HTTPServer
 
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.scheduling import (
@@ -36,19 +29,6 @@ from .conftest import app_client, execute, fetch, make_settings, wait_until
 
 REPLICA = Path(__file__).with_name("replica.py")
 TAKEOVER_BOUND = 30.0  # seconds, from the issue
-
-
-async def lock_holder(database_url: str, key: int) -> int | None:
-    """The server pid of the session holding advisory lock ``key``, if any."""
-    # pg_locks splits a bigint key into two oids: high and low 32 bits.
-    unsigned = key & 0xFFFFFFFFFFFFFFFF
-    query = (
-        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        " AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1"
-    )
-    rows = await fetch(database_url, query, unsigned >> 32, unsigned & 0xFFFFFFFF)
-    return int(rows[0]["pid"]) if rows else None
 
 
 def ticking(name: str, label: str, runs: list[tuple[str, datetime | None]]) -> JobRegistry:
@@ -114,136 +94,38 @@ async def test_one_replica_leads_and_hands_over_at_shutdown(postgres_url: str) -
     assert len(set(fires)) == len(fires), "no fire ran twice"
 
 
-async def test_the_leader_steps_down_when_its_lock_session_dies(
+async def test_a_terminated_lease_session_costs_no_term(
     postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="{{ cookiecutter.package_name }}")
     runs: list[tuple[str, datetime | None]] = []
     jobs = ticking(f"test-{uuid.uuid4().hex[:8]}", "only", runs)
-    app = create_app(make_settings(postgres_url, scheduler_leader_retry_interval=0.1), jobs=jobs)
+    settings = make_settings(
+        postgres_url, scheduler_leader_retry_interval=0.1, scheduler_lease_ttl=3
+    )
+    app = create_app(settings, jobs=jobs)
     async with app.router.lifespan_context(app):
-        await wait_until(lambda: app.state.scheduler.is_leader, within=10, message="elected")
-        holder = await lock_holder(postgres_url, jobs.lock_key)
+        await wait_until(lambda: app.state.scheduler.running, within=10, message="elected")
+        lease = app.state.scheduler.lease
+        holder = await lease.backend_pid()
         assert holder is not None
         # As a network cut or a server restart would: the session ends under the leader.
         await execute(postgres_url, "SELECT pg_terminate_backend($1)", holder)
 
-        async def re_elected_on_a_new_session() -> bool:
-            new_holder = await lock_holder(postgres_url, jobs.lock_key)
-            return new_holder not in (None, holder) and app.state.scheduler.is_leader
+        async def renewed_on_a_new_session() -> bool:
+            return (await lease.backend_pid()) not in (None, holder)
 
-        await wait_until(re_elected_on_a_new_session, within=TAKEOVER_BOUND, message="re-elected")
+        await wait_until(renewed_on_a_new_session, within=5, message="a new lease session")
         ticks = len(runs)
-        await wait_until(lambda: len(runs) > ticks, within=10, message="ticking again")
+        await wait_until(lambda: len(runs) > ticks + 5, within=10, message="ticking again")
+        assert app.state.scheduler.is_leader
 
     messages = [record.getMessage() for record in caplog.records]
-    assert any(
-        message.startswith("scheduler leader lock lost: its connection failed")
-        for message in messages
+    assert not any(message.startswith("stepping down") for message in messages)
+    assert messages.count("scheduler started with 1 job(s)") == 1
+    epochs = await fetch(
+        postgres_url, "SELECT DISTINCT epoch FROM scheduler_runs WHERE registry = $1", jobs.name
     )
-    assert "stepping down as scheduler leader: the lock is lost" in messages
-    assert messages.count("scheduler started with 1 job(s)") == 2
+    assert len(epochs) == 1, "one term throughout"
     fires = [at for _, at in runs]
     assert len(set(fires)) == len(fires)
-
-
-async def fetch_runs(database_url: str) -> Sequence[Any]:
-    return await fetch(
-        database_url, "SELECT scheduled_at, run_id, pid FROM replica_runs ORDER BY scheduled_at"
-    )
-
-
-def contiguous(fires: list[datetime]) -> bool:
-    return all(later - earlier == timedelta(seconds=1) for earlier, later in pairwise(fires))
-
-
-async def test_three_processes_run_each_fire_exactly_once_and_survive_the_leader(
-    postgres_url: str, monitor: HTTPServer, tmp_path: Path
-) -> None:
-    await execute(
-        postgres_url,
-        "CREATE TABLE replica_runs (scheduled_at timestamptz NOT NULL,"
-        " run_id uuid NOT NULL, pid integer NOT NULL)",
-    )
-    env = {
-        **os.environ,
-        "ENVIRONMENT": "development",
-        "DATABASE_URL": postgres_url,
-        "SECRETS_DIR": str(tmp_path / "no-secrets"),
-        "SCHEDULER_LEADER_RETRY_INTERVAL": "0.5",
-        "METRICS_PORT": "0",
-        "HEARTBEAT_TIMEOUT": "2",
-        "LOG_LEVEL": "INFO",
-        "REPLICA_REGISTRY": f"replicas-{uuid.uuid4().hex[:8]}",
-        "TICK_HEARTBEAT_URL": monitor.url_for("/ping/tick"),
-    }
-    logs = [tmp_path / f"replica-{index}.log" for index in range(3)]
-    processes: dict[int, asyncio.subprocess.Process] = {}
-    try:
-        for log in logs:
-            with log.open("wb") as output:
-                process = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    str(REPLICA),
-                    cwd=tmp_path,
-                    env=env,
-                    stdout=output,
-                    stderr=output,
-                )
-            processes[process.pid] = process
-
-        def replica_logs() -> str:
-            return "\n".join(f"--- {log.name}\n{log.read_text()}" for log in logs)
-
-        async def fires_recorded(count: int) -> bool:
-            return len(await fetch_runs(postgres_url)) >= count
-
-        await wait_until(lambda: fires_recorded(10), within=60, message="ten fires")
-        before = await fetch_runs(postgres_url)
-        leaders = {row["pid"] for row in before}
-        assert len(leaders) == 1, f"one process ran every fire so far: {leaders}"
-        (leader,) = leaders
-        assert contiguous([row["scheduled_at"] for row in before]), "no fire was skipped"
-
-        processes.pop(leader).kill()  # SIGKILL: no shutdown, no lock release
-        killed_at = datetime.now(UTC)
-
-        async def taken_over() -> bool:
-            return any(row["pid"] != leader for row in await fetch_runs(postgres_url))
-
-        await wait_until(taken_over, within=TAKEOVER_BOUND, message=replica_logs())
-        after_kill = [row for row in await fetch_runs(postgres_url) if row["pid"] != leader]
-        takeover = after_kill[0]["scheduled_at"] - killed_at
-        assert takeover < timedelta(seconds=TAKEOVER_BOUND), replica_logs()
-        await wait_until(
-            lambda: fires_recorded(len(before) + 4), within=10, message="the new leader ticks"
-        )
-        for process in processes.values():
-            process.send_signal(signal.SIGTERM)
-        for process in processes.values():
-            assert await asyncio.wait_for(process.wait(), 30) == 0, replica_logs()
-    finally:
-        for process in processes.values():
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-
-    runs = await fetch_runs(postgres_url)
-    fires = Counter(row["scheduled_at"] for row in runs)
-    assert max(fires.values()) == 1, f"fires run twice: {fires.most_common(3)}"
-    survivors = [row for row in runs if row["pid"] != leader]
-    assert len({row["pid"] for row in survivors}) == 1, "one new leader"
-    assert contiguous([row["scheduled_at"] for row in survivors])
-
-    # Only the process that ran a fire pinged, once per run, start then success.
-    starts = Counter(r.args["rid"] for r, _ in monitor.log if r.path == "/ping/tick/start")
-    successes = Counter(r.args["rid"] for r, _ in monitor.log if r.path == "/ping/tick")
-    recorded = {str(row["run_id"]) for row in runs}
-    assert set(successes) <= recorded
-    assert max(successes.values()) == 1
-    assert max(starts.values()) == 1
-    for row in survivors:
-        assert (starts[str(row["run_id"])], successes[str(row["run_id"])]) == (1, 1)
-    killed_runs = [str(row["run_id"]) for row in runs if row["pid"] == leader]
-    # The kill may have cut the last run of the old leader between its record and its ping.
-    assert sum(successes[run_id] for run_id in killed_runs) >= len(killed_runs) - 1

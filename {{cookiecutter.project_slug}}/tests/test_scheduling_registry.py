@@ -48,15 +48,6 @@ def test_registry_refuses_a_duplicate_id() -> None:
     assert jobs.get("nightly").description == "Does nothing."
 
 
-def test_lock_key_is_a_stable_bigint_per_registry_name() -> None:
-    name = "{{ cookiecutter.project_slug }}"
-    key = JobRegistry(name).lock_key
-    assert key == JobRegistry(name).lock_key
-    assert -(2**63) <= key < 2**63
-    assert key != JobRegistry("another-service").lock_key
-    assert default_jobs().lock_key == key
-
-
 def test_the_example_jobs_are_declared() -> None:
     # A subset: the jobs you add to jobs.py join these.
     jobs = default_jobs()

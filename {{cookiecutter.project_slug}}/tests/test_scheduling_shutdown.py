@@ -32,7 +32,7 @@ def runs(app: FastAPI, job: str, outcome: str) -> float | None:
     return metrics.registry.get_sample_value("job_runs_total", {"job": job, "outcome": outcome})
 
 
-async def test_in_flight_runs_finish_before_the_lock_is_released(
+async def test_in_flight_runs_finish_before_the_lease_is_released(
     postgres_url: str, monitor: HTTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = f"test-{uuid.uuid4().hex[:8]}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -29,6 +30,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from .health import HealthCheck
 from .outages import reason, says_unavailable, statement_bounds
+from .postgres import parse_postgres_url
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -75,16 +77,32 @@ def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.database_dsn
     options: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("postgresql"):
+        url, dsn_arguments = postgres_engine_arguments(url)
         options |= {
             "pool_size": settings.database_pool_size,
             "max_overflow": settings.database_max_overflow,
             "pool_timeout": settings.database_pool_timeout,
             "connect_args": {
+                **dsn_arguments,
                 "timeout": settings.database_connect_timeout,
                 **statement_bounds(settings.database_statement_timeout),
             },
         }
     return create_async_engine(url, **options)
+
+
+def postgres_engine_arguments(url: str) -> tuple[str, dict[str, Any]]:
+    """The engine URL and ``connect_args`` of a PostgreSQL ``url`` (``postgres.py``).
+
+    The engine gets the URL without its query and asyncpg the whole DSN: SQLAlchemy
+    would pass each query parameter to ``asyncpg.connect`` as an argument, which
+    fails for libpq's names (``sslmode``), while asyncpg reads them from a DSN.
+
+    Raises:
+        ValueError: as ``postgres.parse_postgres_url``.
+    """
+    parsed = parse_postgres_url(url)
+    return parsed.url_without_query, {"dsn": parsed.dsn}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +122,40 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
         yield Database(engine=engine, sessionmaker=sessionmaker)
     finally:
         await engine.dispose()
+
+
+# A job's open transaction, for ``JobContext.fence``: a session in ``session.begin()``
+# or a connection in ``connection.begin()``.
+Transaction = AsyncSession | AsyncConnection
+
+
+async def fetch_in(
+    transaction: Transaction, query: str, *args: object
+) -> Sequence[Mapping[str, Any]]:
+    """The rows of ``query`` (PostgreSQL, ``$1``-style parameters) inside ``transaction``
+    (none for a statement that returns no rows)."""
+    if isinstance(transaction, AsyncSession):
+        connection = await transaction.connection()
+    else:
+        connection = transaction
+    result = await connection.exec_driver_sql(query, args)
+    if not result.returns_rows:
+        return []
+    return [dict(row) for row in result.mappings()]
+
+
+@asynccontextmanager
+async def begin(database: Database) -> AsyncIterator[AsyncConnection]:
+    """A transaction on a connection of the app's pool: committed at the end of the
+    block, rolled back if it raises. For jobs (``JobContext.fence``) and tests."""
+    async with database.engine.begin() as connection:
+        yield connection
+
+
+async def fetch_all(database: Database, query: str, *args: object) -> Sequence[Mapping[str, Any]]:
+    """The rows of ``query`` (PostgreSQL, ``$1``-style parameters) through the app's pool."""
+    async with database.engine.connect() as connection:
+        return await fetch_in(connection, query, *args)
 
 
 def database_check(database: Database) -> HealthCheck:

@@ -10,7 +10,7 @@ models runs inside that context: routes through ``DatabaseRoute``, jobs inside
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar, Token
 from typing import Any, Self
@@ -18,18 +18,25 @@ from typing import Any, Self
 import asyncpg
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.context import TortoiseContext, _current_context
 from tortoise.exceptions import DBConnectionError, OperationalError
+from tortoise.transactions import in_transaction
 
 from .health import HealthCheck
 from .outages import says_unavailable, statement_bounds
+from .postgres import parse_postgres_url, pool_connect
 from .settings import Settings
 
 # Modules holding the service's models. Aerich keeps its migration history in a
 # table of its own, so its model belongs to the same app.
-MODELS = ["{{ cookiecutter.package_name }}.items.models", "aerich.models"]
+MODELS = [
+    "{{ cookiecutter.package_name }}.items.models",
+    "{{ cookiecutter.package_name }}.scheduling.models",
+    "aerich.models",
+]
 
 # Errors that may mean "the database cannot serve right now", raised from a route:
 # those ``database_unavailable`` confirms get a 503 with Retry-After and the status
@@ -127,8 +134,13 @@ def tortoise_config(settings: Settings) -> dict[str, Any]:
     url = tortoise_url(settings.database_dsn)
     connection: str | dict[str, Any] = url
     if url.startswith("asyncpg://"):
-        connection = expand_db_url(url)
+        # Tortoise would pass each query parameter to asyncpg as an argument, which
+        # fails for libpq's names (sslmode): its pool opens every connection from the
+        # DSN that postgres.py checked instead, as the leader and the migrations do.
+        parsed = parse_postgres_url(settings.database_dsn)
+        connection = expand_db_url(tortoise_url(parsed.url_without_query))
         connection["credentials"] |= {
+            "connect": pool_connect(parsed.dsn),
             # No floor: asyncpg would log a traceback every second restoring it while
             # the database is down, which readiness already reports.
             "minsize": 0,
@@ -161,6 +173,33 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
         yield context
     finally:
         await context.close_connections()
+
+
+# A job's open transaction, for ``JobContext.fence``: the connection of
+# ``async with in_transaction() as connection``.
+Transaction = BaseDBAsyncClient
+
+
+async def fetch_in(
+    transaction: Transaction, query: str, *args: object
+) -> Sequence[Mapping[str, Any]]:
+    """The rows of ``query`` (PostgreSQL, ``$1``-style parameters) inside ``transaction``."""
+    rows: Sequence[Mapping[str, Any]] = await transaction.execute_query_dict(query, list(args))
+    return rows
+
+
+@asynccontextmanager
+async def begin(database: Database) -> AsyncIterator[BaseDBAsyncClient]:
+    """A transaction in the app's context: committed at the end of the block, rolled
+    back if it raises. For jobs (``JobContext.fence``) and tests."""
+    with database:
+        async with in_transaction() as connection:
+            yield connection
+
+
+async def fetch_all(database: Database, query: str, *args: object) -> Sequence[Mapping[str, Any]]:
+    """The rows of ``query`` (PostgreSQL, ``$1``-style parameters) through the app's pool."""
+    return await fetch_in(database.db(), query, *args)
 
 
 def database_check(database: Database) -> HealthCheck:

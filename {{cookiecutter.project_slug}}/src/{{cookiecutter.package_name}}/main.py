@@ -73,7 +73,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 {%- endif %}
 
         # After the database and the checks exist; stopped before the database is closed:
-        # runs in flight drain, then the leader lock is released.
+        # runs in flight drain, then the leader lease is released.
         scheduler = JobScheduler(
             jobs=app.state.jobs,
             settings=settings,

@@ -18,7 +18,6 @@ or to get a lock in time is one line; an error in a migration keeps its tracebac
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import sys
 from pathlib import Path
@@ -29,21 +28,14 @@ from aerich import Command
 
 from .db import tortoise_config
 from .outages import reason, says_misconfigured, says_unavailable
-from .scheduling.leader import libpq_url
+from .postgres import MIGRATION_LOCK_KEY, libpq_dsn
 from .settings import ConfigurationError, Settings, load_settings
 
 logger = logging.getLogger(__name__)
 
 LOCATION = Path("migrations")
 APP = "models"
-# Key of the advisory lock that serialises migration runs: a signed 64-bit number
-# derived from the project, so services sharing one PostgreSQL do not block each other.
-MIGRATION_LOCK_NAME = b"{{ cookiecutter.project_slug }}:migrations"
-MIGRATION_LOCK_KEY = int.from_bytes(
-    hashlib.blake2b(MIGRATION_LOCK_NAME, digest_size=8).digest(),
-    "big",
-    signed=True,
-)
+__all__ = ["MIGRATION_LOCK_KEY", "main", "migrate", "migration_config"]
 
 
 def migration_config(settings: Settings) -> dict[str, Any]:
@@ -83,7 +75,7 @@ async def migrate(
     lock = None
     if lock_dsn is not None:
         lock = await asyncpg.connect(
-            libpq_url(lock_dsn),
+            libpq_dsn(lock_dsn),
             timeout=connect_timeout,
             # lock_timeout bounds the wait for advisory locks as for table locks.
             server_settings={"lock_timeout": f"{round(lock_timeout * 1000)}ms"},

@@ -45,8 +45,8 @@ def shutdown_bounds(settings: Settings) -> dict[str, float]:
     They add up: uvicorn lets requests finish (``GRACEFUL_SHUTDOWN_TIMEOUT``), then the
     lifespan stops the scheduler: runs in flight drain (``SCHEDULER_SHUTDOWN_TIMEOUT``),
     the late ones are cancelled and unwind (``SCHEDULER_UNWIND_TIMEOUT``), the leader
-    lock's session closes (bounded by ``DATABASE_CONNECT_TIMEOUT``, see
-    ``scheduling/leader.py``) and pending pings flush (``HEARTBEAT_FLUSH_TIMEOUT``).
+    lease is released and its connection closed (bounded by ``DATABASE_CONNECT_TIMEOUT``,
+    see ``scheduling/leader.py``) and pending pings flush (``HEARTBEAT_FLUSH_TIMEOUT``).
     The pod's preStop sleep comes before all of them (``k8s/base/deployment.yaml``).
     """
     return {

@@ -26,6 +26,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .postgres import parse_postgres_url
+
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./{{ cookiecutter.package_name }}.db"
 DEFAULT_SECRETS_DIR = "/run/secrets/{{ cookiecutter.project_slug }}"
 ENV_FILE = ".env"
@@ -138,9 +140,11 @@ class Settings(BaseSettings):
     scheduler_misfire_grace_time: int = Field(default=60, ge=1, le=7 * 86400)
     scheduler_shutdown_timeout: float = Field(default=20.0, ge=0, le=600)
     scheduler_unwind_timeout: float = Field(default=5.0, ge=0, le=600)
-    # A follower takes over at most this long after the leader's session ends; the
-    # bound keeps a takeover within 30 s even after a host failure (see leader.py).
+    # A follower takes over at most LEASE_TTL + RETRY_INTERVAL after the leader last
+    # renewed its lease: 20 s by default, within the 30 s the README promises (leader.py).
     scheduler_leader_retry_interval: float = Field(default=5.0, gt=0, le=10)
+    scheduler_lease_ttl: float = Field(default=15.0, ge=1, le=300)
+    scheduler_run_retention_days: int = Field(default=14, ge=1, le=3650)
 
     heartbeat_protocol: HeartbeatProtocol = HeartbeatProtocol.HEALTHCHECKS
     heartbeat_timeout: float = Field(default=10.0, gt=0, le=600)
@@ -174,7 +178,10 @@ class Settings(BaseSettings):
         if value is None or not value.strip():
             return None
         url = normalize_database_url(value.strip())
-        if not url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        if url.startswith("postgresql+asyncpg://"):
+            # The one reading of the URL the pool, the leader and the migrations share.
+            return parse_postgres_url(url).url
+        if not url.startswith("sqlite+aiosqlite://"):
             raise ValueError("must be a postgres://, postgresql:// or sqlite:// URL")
         return url
 
@@ -217,6 +224,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"DATABASE_URL must be PostgreSQL when ENVIRONMENT={self.environment.value}, "
                 "not SQLite"
+            )
+        if parse_postgres_url(self.database_url).host is None:
+            raise ValueError(
+                f"DATABASE_URL names no host, which ENVIRONMENT={self.environment.value} "
+                "refuses (a local Unix socket is for development)"
             )
         return self
 

@@ -3,8 +3,13 @@
 None of them gates ``/health/ready``: readiness is about serving traffic, and a
 failing job is no reason to take a replica out of the load balancer.
 
+Every replica judges every job from the same state: with PostgreSQL the runs the
+leader recorded in the database (``status.py``: one query for all jobs per
+``HEALTH_CACHE_TTL``), with SQLite this process's memory. An uptime monitor that
+lands on any replica behind a Service sees the same verdicts.
+
 A job's check (key ``<job_id>:lastSuccess``, observed value: seconds since the last
-success) on the leader:
+success):
 
 - ``fail`` when the job is overdue: the earliest fire not followed by a success
   is more than the job's grace time in the past. That covers a job that hangs,
@@ -14,11 +19,18 @@ success) on the leader:
 - ``warn`` after a failed run while still within the grace time.
 - ``warn`` in staging and production, on every replica, for a job with no heartbeat
   monitor at all: nothing outside would notice it stop.
-- ``pass`` otherwise, and on a follower: it does not run the jobs.
+- ``warn`` when the job state cannot be read (the database is down: readiness
+  reports that).
+- ``pass`` otherwise.
+
+The ``scheduler`` check says what this process does (``leader``, ``follower`` or
+``disabled``) and which replica leads (``leaderId``, the lease's holder, and its
+``epoch``); it warns on every replica while no replica holds a live lease.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +38,7 @@ from ..health import CheckResult, HealthCheck, Status
 from ..health.model import utcnow
 from .registry import Job
 from .state import JobState
+from .status import SchedulerStatus, StatusSource
 
 if TYPE_CHECKING:
     from .scheduler import JobScheduler
@@ -100,67 +113,93 @@ def assess_job(
     return result(Status.PASS)
 
 
-def assess_scheduler(scheduler: JobScheduler) -> CheckResult:
+def assess_scheduler(scheduler: JobScheduler, status: SchedulerStatus) -> CheckResult:
     """``fail`` when this process should run the scheduler and does not.
 
-    Observed value: ``leader``, ``follower`` or ``disabled``; extra field ``leader``.
-    A follower warns while it cannot reach the database to try the lock (it could
-    not take over), and fails when its campaign for the lock has stopped.
+    Observed value: ``leader``, ``follower`` or ``disabled``; extra fields ``leader``
+    (this process leads), and with PostgreSQL ``leaderId`` and ``epoch`` (the lease's
+    holder and term, from ``status``). A follower warns while it cannot reach the
+    database to try the lease (it could not take over), and fails when its election
+    loop has stopped. Every replica warns while no replica holds a live lease.
     """
     if not scheduler.enabled:
         return CheckResult(Status.PASS, observed_value="disabled", extra={"leader": False})
     leader = scheduler.is_leader
-    if leader or scheduler.lock is None:
+    extra: dict[str, Any] = {"leader": leader}
+    if status.shared:
+        extra |= {"leaderId": status.leader if status.lease_live else None, "epoch": status.epoch}
+    if leader or scheduler.election is None:
         if scheduler.running:
             return CheckResult(
                 Status.PASS,
                 observed_value="leader",
-                extra={"leader": True, "jobs": len(scheduler.jobs)},
+                extra=extra | {"jobs": len(scheduler.jobs)},
             )
         return CheckResult(
             Status.FAIL,
             observed_value="leader" if leader else "stopped",
             output="this process should run the scheduler but it is not running",
-            extra={"leader": leader},
+            extra=extra,
         )
     if not scheduler.campaigning:
         return CheckResult(
             Status.FAIL,
             observed_value="follower",
-            output="this process stopped trying to take the scheduler leader lock",
-            extra={"leader": False},
+            output="this process stopped trying to take the scheduler lease",
+            extra=extra,
         )
-    if scheduler.lock.last_error is not None:
+    assert scheduler.lease is not None
+    if scheduler.lease.last_error is not None:
         return CheckResult(
             Status.WARN,
             observed_value="follower",
-            output=f"cannot try the scheduler leader lock: {scheduler.lock.last_error}",
-            extra={"leader": False},
+            output=f"cannot try the scheduler lease: {scheduler.lease.last_error}",
+            extra=extra,
         )
-    return CheckResult(Status.PASS, observed_value="follower", extra={"leader": False})
+    if status.error is None and not status.lease_live and status.jobs:
+        return CheckResult(
+            Status.WARN,
+            observed_value="follower",
+            output="no replica holds the scheduler lease",
+            extra=extra,
+        )
+    return CheckResult(Status.PASS, observed_value="follower", extra=extra)
 
 
-def scheduler_check(scheduler: JobScheduler) -> HealthCheck:
-    """The ``scheduler`` check (``/health`` only, never cached)."""
+def scheduler_check(scheduler: JobScheduler, status: StatusSource) -> HealthCheck:
+    """The ``scheduler`` check (``/health`` only, never cached itself)."""
 
     async def run() -> CheckResult:
-        return assess_scheduler(scheduler)
+        return assess_scheduler(scheduler, await status.get())
 
     return HealthCheck(
         key="scheduler", component_type="component", run=run, readiness=False, cacheable=False
     )
 
 
-def job_check(scheduler: JobScheduler, job: Job) -> HealthCheck:
-    """The ``<job_id>:lastSuccess`` check of ``job`` (``/health`` only, never cached)."""
+def job_check(
+    status: StatusSource, job: Job, unmonitored: Collection[str], *, cacheable: bool = True
+) -> HealthCheck:
+    """The ``<job_id>:lastSuccess`` check of ``job`` (``/health`` only).
+
+    ``cacheable``: cached like every check when the state is read from the database
+    (the read is shared by all job checks); not when it is this process's memory.
+    """
 
     async def run() -> CheckResult:
+        snapshot = await status.get()
+        monitored = job.id not in unmonitored
+        if snapshot.error is not None:
+            return CheckResult(
+                Status.WARN,
+                output=f"job state unavailable: {snapshot.error}",
+                time=utcnow(),
+            )
         return assess_job(
-            scheduler.states[job.id],
+            snapshot.jobs.get(job.id) or JobState(),
             grace=job.grace,
             now=utcnow(),
-            leader=scheduler.is_leader,
-            monitored=job.id not in scheduler.unmonitored,
+            monitored=monitored,
         )
 
     return HealthCheck(
@@ -168,5 +207,5 @@ def job_check(scheduler: JobScheduler, job: Job) -> HealthCheck:
         component_type="job",
         run=run,
         readiness=False,
-        cacheable=False,
+        cacheable=cacheable,
     )

@@ -31,6 +31,8 @@ async def cleanup_items(context: JobContext) -> None:
     # No ORM objects are loaded in this session: nothing to synchronise after the DELETE.
     statement = delete(Item).where(Item.created_at < cutoff)
     async with context.database.sessionmaker() as session, session.begin():
+        # First in the transaction: a leader whose term has ended deletes nothing.
+        await context.fence(session)
         result = await session.execute(statement, execution_options={"synchronize_session": False})
     # Session.execute is typed for SELECT; a DELETE's result is a CursorResult.
     deleted = cast("CursorResult[Any]", result).rowcount

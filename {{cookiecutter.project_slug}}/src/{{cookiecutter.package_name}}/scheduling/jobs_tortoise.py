@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from tortoise.transactions import in_transaction
 
 from ..items.models import Item
 from .registry import JobContext, scheduled
@@ -27,7 +28,10 @@ async def cleanup_items(context: JobContext) -> None:
     reference = context.scheduled_at or datetime.now(UTC)
     cutoff = reference - timedelta(days=context.settings.items_retention_days)
     with context.database:
-        deleted = await Item.filter(created_at__lt=cutoff).delete()
+        async with in_transaction() as connection:
+            # First in the transaction: a leader whose term has ended deletes nothing.
+            await context.fence(connection)
+            deleted = await Item.filter(created_at__lt=cutoff).using_db(connection).delete()
     logger.info("cleanup_items deleted %d items created before %s", deleted, cutoff)
 
 

@@ -1,153 +1,541 @@
-"""The scheduler's leader lock: a PostgreSQL session-level advisory lock.
+"""The scheduler's leader: a lease row in PostgreSQL that expires, and its election loop.
 
 APScheduler 3 cannot share a job store, so with N replicas every process would run
-every job. Instead only the process holding the lock runs the scheduler. A lock
-taken per run would not do: a short job finishes and unlocks before another
-replica's timer fires, and that replica runs the same fire again.
+every job. Instead one replica, the leader, schedules. Which one is written in the
+``scheduler_lease`` row of the registry (``name``): ``holder`` (this process's
+``LeaderElection.holder``), ``epoch`` and ``expires_at``. Every time is the
+database's clock (``clock_timestamp()``), never a replica's.
 
-The lock is held on an asyncpg connection of its own (not from the ORM's pool,
-whichever ORM the service uses), because a
-session-level lock belongs to the session: it is released when the session ends,
-whoever ends it. Hence:
+- A follower tries every ``SCHEDULER_LEADER_RETRY_INTERVAL`` seconds to take the
+  row, which succeeds only once ``expires_at`` has passed; a takeover increments
+  ``epoch``. The epoch is the fencing token of that leader's term.
+- The leader renews every ``SCHEDULER_LEASE_TTL / 3`` seconds (the row then expires
+  one TTL later), retrying a failed renewal every second. If it has not renewed
+  for ``2/3`` of the TTL (measured on its own monotonic clock from the start of its
+  last successful renewal, which is before the database stamped it) it steps
+  down: it stops starting runs at once and cancels its runs in flight, recorded as
+  ``superseded`` (no failure ping: a deploy or a pause must not page anyone). It
+  has stopped before the row can expire, so before anyone else can lead.
+- A run records its start (``scheduler_runs``) only if this term is still current
+  (``epoch`` matches and the lease has not expired, the row locked ``FOR KEY
+  SHARE`` for the check) and only once per fire time and attempt (a unique key).
+  A leader that resumes from a pause, whose term has ended without its noticing,
+  therefore starts nothing: the database refuses the record and the run does not
+  start. A fire's second attempt exists only when the new leader finds its first
+  attempt interrupted (no outcome, an older epoch): it marks it ``superseded`` and
+  runs the fire again once, within ``SCHEDULER_MISFIRE_GRACE_TIME``.
+- ``JobContext.fence(transaction)`` runs the same check inside a job's own
+  transaction and holds the ``FOR KEY SHARE`` lock until that transaction ends;
+  it also sets the transaction's ``idle_in_transaction_session_timeout`` to a third
+  of the TTL, so that a stopped client cannot hold up a takeover for longer.
+  ``epoch`` is in a unique key (``name, epoch``), so a takeover's UPDATE (a key
+  change) waits for the lock, while a renewal (no key change) does not: a fenced
+  transaction commits only if no other term has begun, and a takeover waits for it.
+- When elected, the leader looks at each job's last recorded fire: a fire missed
+  while nobody led (or interrupted by the old leader's death) runs once if it is
+  still within ``SCHEDULER_MISFIRE_GRACE_TIME``; never twice for one fire time.
 
-- If the holder dies, PostgreSQL ends its session and another replica's next try
-  (every ``SCHEDULER_LEADER_RETRY_INTERVAL`` seconds) takes the lock. When the
-  holder's host vanishes without closing the socket, the TCP keepalives set on
-  this connection (5 s idle, then 3 probes 5 s apart) end the session within
-  about 20 s, so a takeover stays within 30 s.
-- If the session ends while the holder lives (network cut, server restart,
-  ``pg_terminate_backend``), the lock is gone while the holder may still believe
-  it leads. The holder therefore runs ``SELECT 1`` on this connection every retry
-  interval, and before each run: a session that answers still holds the lock.
-  It steps down as soon as one fails or times out.
-- A pooler in transaction mode (PgBouncer ``pool_mode=transaction``) hands each
-  statement to any server session: the lock and the ``SELECT 1`` would not be on
-  the same session. Point ``DATABASE_URL`` at PostgreSQL or a session-mode pool.
+Guaranteed: at most one term is current at any time; a run's start and a fenced
+transaction commit only under the current term; one started attempt per fire time
+unless the previous attempt's leader lost its term, and never two attempts of one
+fire under the same term. Not guaranteed: what a job does outside the database (an
+HTTP call, an email) cannot be fenced. A leader frozen mid-run (SIGSTOP, a VM
+pause) resumes that run for a moment, at most until its watchdog runs, before it
+is cancelled; its database writes fail the fence, its outside calls do not. Make
+such calls idempotent (the run ID and the fire time are stable keys for that).
 
-Functions: ``pg_try_advisory_lock(bigint)`` never waits; the lock is released by
-closing the session (https://www.postgresql.org/docs/current/functions-admin.html).
+Failure table (defaults: TTL 15 s, retry 5 s; "bound" is the longest time with no
+leader running jobs):
+
+- leader dies (SIGKILL, OOM, node lost): its row expires and a follower takes it.
+  Bound: TTL + retry = 20 s.
+- leader paused (SIGSTOP, a frozen VM): as dies. On resume its watchdog steps it
+  down; until then the fence refuses its run starts and fenced writes.
+  Bound: TTL + retry = 20 s.
+- leader partitioned from the database: it steps down at 2/3 TTL, a follower takes
+  over once the row expires. Bound: TTL + retry = 20 s.
+- database restarted: renewals fail. Back within 2/3 TTL, the leader renews on a new
+  session and nothing changes; else it steps down and a replica takes the expired
+  row. Bound: max(restart, TTL) + retry.
+- database paused (hung): statements time out, then as a restart.
+  Bound: max(pause, TTL) + retry.
+- lease session terminated (``pg_terminate_backend``, a pooler restart): the leader
+  reconnects and renews; no takeover, runs go on. Bound: 0.
+
+The lease's statements run on a connection of their own (not the ORM's pool), with
+TCP keepalives and ``DATABASE_STATEMENT_TIMEOUT``, so that a pool exhausted by
+requests cannot delay a renewal. A pooler in transaction mode (PgBouncer
+``pool_mode=transaction``) is fine for the lease's single statements, but not for
+``JobContext.fence``: point ``DATABASE_URL`` at PostgreSQL or a session-mode pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import asyncpg
 
+from ..outages import statement_bounds
+from ..postgres import libpq_dsn
+
 logger = logging.getLogger(__name__)
 
-# Server-side TCP keepalives for the lock session: a vanished client is noticed in
+# Server-side TCP keepalives for the lease session: a vanished client is noticed in
 # about idle + interval * count = 20 s instead of the kernel default of 2 hours.
 KEEPALIVE_SETTINGS = {
     "tcp_keepalives_idle": "5",
     "tcp_keepalives_interval": "5",
     "tcp_keepalives_count": "3",
 }
+# A leader steps down when it has not renewed for this fraction of the TTL.
+STEP_DOWN_FRACTION = 2 / 3
+# Seconds between two tries of a failed renewal (bounded by TTL / 6).
+RENEW_RETRY = 1.0
+# Errors of the database or of the way to it, as opposed to bugs.
+DATABASE_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+# Rows deleted per statement when pruning old runs.
+PRUNE_BATCH = 10_000
+
+ACQUIRE = """
+INSERT INTO scheduler_lease AS lease (name, holder, epoch, expires_at, renewed_at)
+VALUES ($1, $2, 1, clock_timestamp() + make_interval(secs => $3::double precision), clock_timestamp())
+ON CONFLICT (name) DO UPDATE
+SET holder = excluded.holder, epoch = lease.epoch + 1,
+    expires_at = excluded.expires_at, renewed_at = excluded.renewed_at
+WHERE lease.expires_at <= clock_timestamp()
+RETURNING epoch
+"""
+RENEW = """
+UPDATE scheduler_lease
+SET expires_at = clock_timestamp() + make_interval(secs => $3::double precision), renewed_at = clock_timestamp()
+WHERE name = $1 AND holder = $2 AND epoch = $4 AND expires_at > clock_timestamp()
+RETURNING epoch
+"""
+RELEASE = """
+UPDATE scheduler_lease SET expires_at = clock_timestamp()
+WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires_at > clock_timestamp()
+"""
+# JobContext.fence: $1 lease name, $2 epoch, $3 idle limit (ms): one row while the term
+# is current. The limit ends the transaction if its client stops (SIGSTOP) while it
+# holds the lock, which would otherwise hold up every takeover.
+CURRENT_TERM = """
+SELECT epoch, set_config('idle_in_transaction_session_timeout', $3::varchar, true)
+FROM scheduler_lease
+WHERE name = $1 AND epoch = $2::bigint AND expires_at > clock_timestamp()
+FOR KEY SHARE
+"""
+START_RUN = """
+INSERT INTO scheduler_runs
+    (registry, job_id, run_id, fire_time, attempt, epoch, holder, started_at)
+SELECT
+    $1::varchar, $2::varchar, $3::uuid, $4::timestamptz, $5::smallint, $6::bigint,
+    $7::varchar, clock_timestamp()
+WHERE EXISTS (
+    SELECT FROM scheduler_lease
+    WHERE name = $1 AND holder = $7 AND epoch = $6 AND expires_at > clock_timestamp()
+    FOR KEY SHARE
+)
+ON CONFLICT (registry, job_id, fire_time, attempt) DO NOTHING
+RETURNING started_at
+"""
+FINISH_RUN = """
+UPDATE scheduler_runs
+SET ended_at = clock_timestamp(), outcome = $3, error_type = $4, duration = $5
+WHERE registry = $1 AND run_id = $2 AND outcome IS NULL
+RETURNING id
+"""
+# Runs of older terms still without an outcome: their leader lost its term mid-run.
+SUPERSEDE_STALE = """
+UPDATE scheduler_runs
+SET outcome = 'superseded', ended_at = clock_timestamp(),
+    duration = extract(epoch FROM clock_timestamp() - started_at)
+WHERE registry = $1 AND outcome IS NULL AND epoch < $2
+RETURNING job_id, fire_time, attempt
+"""
+LAST_FIRES = """
+SELECT j.job_id, r.fire_time, r.attempt, r.outcome
+FROM unnest($2::varchar[]) AS j (job_id)
+JOIN LATERAL (
+    SELECT fire_time, attempt, outcome FROM scheduler_runs
+    WHERE registry = $1 AND job_id = j.job_id AND fire_time IS NOT NULL
+    ORDER BY fire_time DESC, attempt DESC
+    LIMIT 1
+) AS r ON true
+"""
+PRUNE = """
+DELETE FROM scheduler_runs WHERE id IN (
+    SELECT id FROM scheduler_runs
+    WHERE registry = $1 AND started_at < clock_timestamp() - make_interval(days => $2::integer)
+    LIMIT $3
+)
+"""
 
 
-class AdvisoryLock:
-    """A session-level advisory lock on a dedicated PostgreSQL connection.
+class StaleLeaderError(Exception):
+    """This process's term as scheduler leader has ended (another replica took over)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LastFire:
+    """A job's latest recorded fire: its time, attempt and outcome (``None``: no end)."""
+
+    fire_time: datetime
+    attempt: int
+    outcome: str | None
+
+
+class Lease:
+    """The ``scheduler_lease`` row of ``name`` and the run records, on a connection of its own.
 
     Args:
-        url: URL of the service's database, ``postgresql://`` or ``postgresql+asyncpg://``.
-        key: the lock key, a signed 64-bit integer.
-        timeout: seconds allowed to connect and for each statement.
+        url: the service's ``DATABASE_URL`` (read by ``postgres.parse_postgres_url``).
+        name: the registry name: the row's key and the runs' ``registry``.
+        holder: this process's identity, written in the row while it leads.
+        ttl: seconds a lease lasts after each renewal (``SCHEDULER_LEASE_TTL``).
+        connect_timeout: seconds allowed to connect.
+        statement_timeout: seconds allowed for each statement.
         application_name: shown in ``pg_stat_activity`` for this connection.
     """
 
-    def __init__(self, url: str, *, key: int, timeout: float, application_name: str) -> None:
-        self.key = key
-        self.timeout = timeout
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        holder: str,
+        ttl: float,
+        connect_timeout: float,
+        statement_timeout: float,
+        application_name: str,
+    ) -> None:
+        self.name = name
+        self.holder = holder
+        self.ttl = ttl
+        self.connect_timeout = connect_timeout
+        self.statement_timeout = statement_timeout
         self.last_error: str | None = None
-        self._dsn = libpq_url(url)
-        self._server_settings = {"application_name": application_name, **KEEPALIVE_SETTINGS}
-        # Statements outside a transaction block autocommit: no transaction is left open
-        # on a connection held for hours, which idle_in_transaction_session_timeout would kill.
+        self._dsn = libpq_dsn(url)
+        bounds = statement_bounds(statement_timeout)
+        self._connect_options: dict[str, Any] = {
+            "timeout": connect_timeout,
+            "command_timeout": bounds["command_timeout"],
+            "server_settings": {
+                **bounds["server_settings"],
+                "application_name": application_name,
+                **KEEPALIVE_SETTINGS,
+            },
+        }
         self._connection: asyncpg.Connection | None = None
-        self._held = False
-        # One statement at a time: the periodic check and the per-run check share it.
+        # One statement at a time on the one connection.
         self._io = asyncio.Lock()
 
-    @property
-    def held(self) -> bool:
-        """Whether this process took the lock and has not seen its session fail since."""
-        return self._held
+    async def backend_pid(self) -> int | None:
+        """The server pid of the lease's session, if connected (tests terminate it)."""
+        connection = self._connection
+        return connection.get_server_pid() if connection is not None else None
 
-    async def try_acquire(self) -> bool:
-        """Try once to take the lock, connecting first if needed; never waits for it.
+    async def try_acquire(self) -> int | None:
+        """Take the row if it is free or expired; returns the new epoch, else ``None``.
 
-        Returns ``True`` when this session holds the lock. Database errors are
-        logged and give ``False`` (the connection is dropped and reopened next time).
+        Raises:
+            Exception: the database's or the connection's error (the connection is
+                dropped and reopened on the next call).
         """
-        async with self._io:
-            try:
-                async with asyncio.timeout(self.timeout * 2):
-                    if self._connection is None:
-                        self._connection = await asyncpg.connect(
-                            self._dsn, timeout=self.timeout, server_settings=self._server_settings
-                        )
-                    locked = await self._connection.fetchval(
-                        "SELECT pg_try_advisory_lock($1)", self.key
-                    )
-                    self._held = bool(locked)
-            except Exception as error:
-                await self._discard(error)
-                return False
-            self.last_error = None
-            return self._held
+        epoch = await self._fetchval(ACQUIRE, self.name, self.holder, self.ttl)
+        return int(epoch) if epoch is not None else None
 
-    async def alive(self) -> bool:
-        """``SELECT 1`` on the lock's session: ``True`` means the lock is still held.
+    async def renew(self, epoch: int) -> bool:
+        """Extend this term by one TTL; ``False`` when it has ended (expired or taken).
 
-        A failure or a timeout drops the connection, and the lock with it.
+        Raises:
+            Exception: as ``try_acquire``.
         """
-        async with self._io:
-            if not self._held or self._connection is None:
-                return False
-            try:
-                async with asyncio.timeout(self.timeout):
-                    await self._connection.fetchval("SELECT 1")
-            except Exception as error:
-                await self._discard(error)
-                return False
-            return True
+        renewed = await self._fetchval(RENEW, self.name, self.holder, self.ttl, epoch)
+        return renewed is not None
 
-    async def release(self) -> None:
-        """Close the session, which releases the lock; the next try reconnects."""
-        async with self._io:
-            self._held = False
-            connection, self._connection = self._connection, None
-            if connection is None:
-                return
-            try:
-                async with asyncio.timeout(self.timeout):
-                    await connection.close()
-            except Exception:
-                # A hung server: drop the socket; PostgreSQL frees the lock when it notices.
-                connection.terminate()
+    async def release(self, epoch: int) -> None:
+        """End this term now, so that a follower's next try takes over; never raises."""
+        try:
+            await self._execute(RELEASE, self.name, self.holder, epoch)
+        except Exception as error:
+            logger.warning("scheduler lease not released (%s); it expires", type(error).__name__)
+
+    async def start_run(
+        self, job_id: str, run_id: uuid.UUID, fire_time: datetime | None, attempt: int, epoch: int
+    ) -> bool:
+        """Record a run's start under term ``epoch``; ``False`` when refused.
+
+        Refused when the term is no longer current or this fire's attempt is recorded.
+
+        Raises:
+            Exception: as ``try_acquire`` (the run must not start either).
+        """
+        started = await self._fetchval(
+            START_RUN, self.name, job_id, run_id, fire_time, attempt, epoch, self.holder
+        )
+        return started is not None
+
+    async def finish_run(
+        self, run_id: uuid.UUID, outcome: str, error_type: str | None, duration: float
+    ) -> bool:
+        """Record a run's end; ``False`` when it already has one (superseded by a new leader).
+
+        Raises:
+            Exception: as ``try_acquire``.
+        """
+        finished = await self._fetchval(
+            FINISH_RUN, self.name, run_id, outcome, error_type, duration
+        )
+        return finished is not None
+
+    async def supersede_stale(self, epoch: int) -> list[tuple[str, datetime | None, int]]:
+        """Mark the unfinished runs of terms before ``epoch`` superseded; returns them.
+
+        Raises:
+            Exception: as ``try_acquire``.
+        """
+        rows = await self._fetch(SUPERSEDE_STALE, self.name, epoch)
+        return [(row["job_id"], row["fire_time"], row["attempt"]) for row in rows]
+
+    async def last_fires(self, job_ids: Sequence[str]) -> dict[str, LastFire]:
+        """Each job's latest recorded fire (jobs never fired are absent).
+
+        Raises:
+            Exception: as ``try_acquire``.
+        """
+        rows = await self._fetch(LAST_FIRES, self.name, list(job_ids))
+        return {
+            row["job_id"]: LastFire(row["fire_time"], row["attempt"], row["outcome"])
+            for row in rows
+        }
+
+    async def prune(self, retention_days: int) -> int:
+        """Delete runs started more than ``retention_days`` ago; returns how many.
+
+        Raises:
+            Exception: as ``try_acquire``.
+        """
+        deleted = 0
+        while True:
+            status = await self._execute(PRUNE, self.name, retention_days, PRUNE_BATCH)
+            count = int(status.rsplit(" ", 1)[-1])
+            deleted += count
+            if count < PRUNE_BATCH:
+                return deleted
 
     async def aclose(self) -> None:
-        """Release the lock and close its connection."""
-        await self.release()
-
-    async def _discard(self, error: BaseException) -> None:
-        first_failure = self.last_error is None
-        self.last_error = type(error).__name__
-        was_held, self._held = self._held, False
-        if was_held:
-            logger.error("scheduler leader lock lost: its connection failed (%s)", self.last_error)
-        elif first_failure:
-            logger.warning("cannot try the scheduler leader lock: %s", self.last_error)
+        """Close the connection (at most ``connect_timeout`` s, then drop the socket)."""
         connection, self._connection = self._connection, None
         if connection is not None:
             try:
+                async with asyncio.timeout(self.connect_timeout):
+                    await connection.close()
+            except Exception:
                 connection.terminate()
-            except Exception as close_error:
-                logger.debug("dropping the lock connection failed: %r", close_error)
+
+    async def _fetchval(self, query: str, *args: object) -> Any:
+        return await self._call(lambda connection: connection.fetchval(query, *args))
+
+    async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self._call(
+            lambda connection: connection.fetch(query, *args)
+        )
+        return rows
+
+    async def _execute(self, query: str, *args: object) -> str:
+        status: str = await self._call(lambda connection: connection.execute(query, *args))
+        return status
+
+    async def _call(self, statement: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+        async with self._io:
+            # A session lost since the last statement (server restart, terminated
+            # backend) is noticed by the next statement: that one is tried again once
+            # on a new session. Repeating is safe: every statement is conditional, and
+            # a run start whose first try committed unseen is refused the second time
+            # (that fire is then not run; the next election marks its record superseded).
+            for attempt in range(2):
+                fresh = self._connection is None or self._connection.is_closed()
+                try:
+                    if fresh:
+                        self._connection = await asyncpg.connect(self._dsn, **self._connect_options)
+                    assert self._connection is not None
+                    result = await statement(self._connection)
+                except asyncio.CancelledError:
+                    # Cut mid-statement (a renewal past its deadline): the session's
+                    # state is unknown, so it is not used again.
+                    connection, self._connection = self._connection, None
+                    if connection is not None:
+                        connection.terminate()
+                    raise
+                except Exception as error:
+                    dropped = self._discard(error)
+                    if not dropped or attempt:
+                        raise
+                    continue
+                self.last_error = None
+                return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _discard(self, error: BaseException) -> bool:
+        # Returns whether the connection was dropped (the session is gone or unknown).
+        first_failure = self.last_error is None
+        self.last_error = type(error).__name__
+        if first_failure:
+            logger.warning("scheduler lease statement failed: %s", self.last_error)
+        if isinstance(error, asyncpg.PostgresError) and not isinstance(
+            error, asyncpg.exceptions.AdminShutdownError
+        ):
+            # An error of the statement, not of the session: the connection is fine.
+            return False
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.terminate()
+        return True
 
 
-def libpq_url(url: str) -> str:
-    """``url`` as asyncpg takes it: ``postgresql+asyncpg://`` becomes ``postgresql://``."""
-    scheme, separator, rest = url.partition("://")
-    return f"{scheme.split('+', 1)[0]}{separator}{rest}"
+def process_identity() -> str:
+    """This process's holder name: host, pid and a random suffix (pids are reused)."""
+    return f"{socket.gethostname()[:150]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """This process's term as leader: its ``epoch`` (the fencing token)."""
+
+    epoch: int
+
+
+ElectedCallback = Callable[[Term], Awaitable[None]]
+LostCallback = Callable[[Term, str], Awaitable[None]]
+
+
+class LeaderElection:
+    """Campaigns for the lease, renews it while leading, and steps down in time.
+
+    ``on_elected(term)`` starts scheduling; ``on_lost(term, reason)`` must stop
+    starting runs and cancel those in flight. Both are awaited in the loop's task.
+
+    Args:
+        lease: the lease row and its connection.
+        retry_interval: seconds between two tries of a follower
+            (``SCHEDULER_LEADER_RETRY_INTERVAL``).
+    """
+
+    def __init__(
+        self,
+        lease: Lease,
+        *,
+        retry_interval: float,
+        on_elected: ElectedCallback,
+        on_lost: LostCallback,
+    ) -> None:
+        self.lease = lease
+        self.retry_interval = retry_interval
+        self._on_elected = on_elected
+        self._on_lost = on_lost
+        self._term: Term | None = None
+        # Monotonic time until which the current term is surely valid.
+        self._valid_until = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def term(self) -> Term | None:
+        """The current term while this process leads and its lease is surely valid."""
+        if self._term is None or time.monotonic() >= self._valid_until:
+            return None
+        return self._term
+
+    @property
+    def campaigning(self) -> bool:
+        """Whether the election loop is alive."""
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Start the election loop in a task."""
+        self._task = asyncio.create_task(self._run(), name="scheduler-leader")
+
+    async def stop(self) -> None:
+        """Stop the loop (after the scheduler has drained) and release the lease.
+
+        The release and the close take at most ``DATABASE_CONNECT_TIMEOUT`` together.
+        """
+        term, self._term = self._term, None
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait({self._task})
+        try:
+            async with asyncio.timeout(self.lease.connect_timeout):
+                if term is not None:
+                    await self.lease.release(term.epoch)
+        except TimeoutError:
+            logger.warning("scheduler lease not released in time; it expires")
+        await self.lease.aclose()
+
+    async def _run(self) -> None:
+        ttl = self.lease.ttl
+        while True:
+            try:
+                began = time.monotonic()
+                epoch = await self.lease.try_acquire()
+            except Exception:
+                epoch = None
+            if epoch is not None:
+                term = Term(epoch)
+                self._term = term
+                self._valid_until = began + ttl * STEP_DOWN_FRACTION
+                logger.info("this process is now the scheduler leader (epoch %d)", epoch)
+                try:
+                    await self._on_elected(term)
+                    reason = await self._hold(term)
+                except asyncio.CancelledError:
+                    raise  # stop(): the scheduler drains, then stop() releases the lease
+                except DATABASE_ERRORS as error:
+                    # An outage, not a bug: one line (the lease statements log theirs).
+                    reason = f"the database failed ({type(error).__name__})"
+                except Exception:
+                    logger.exception("scheduler failed while leading; stepping down")
+                    reason = "the scheduler failed"
+                self._term = None
+                self._valid_until = 0.0
+                logger.error("stepping down as scheduler leader: %s", reason)
+                await self._on_lost(term, reason)
+                await self.lease.release(term.epoch)
+            await asyncio.sleep(self.retry_interval)
+
+    async def _hold(self, term: Term) -> str:
+        ttl = self.lease.ttl
+        last_renewal = self._valid_until - ttl * STEP_DOWN_FRACTION
+        retry = min(RENEW_RETRY, ttl / 6)
+        next_try = last_renewal + ttl / 3
+        while True:
+            await asyncio.sleep(max(next_try - time.monotonic(), 0))
+            began = time.monotonic()
+            if began >= self._valid_until:
+                return f"the lease was not renewed for {ttl * STEP_DOWN_FRACTION:g} s"
+            try:
+                async with asyncio.timeout(self._valid_until - began):
+                    renewed = await self.lease.renew(term.epoch)
+            except TimeoutError:
+                return f"the lease was not renewed for {ttl * STEP_DOWN_FRACTION:g} s"
+            except Exception:
+                next_try = began + retry
+                continue
+            if not renewed:
+                return "the lease expired or another replica took it"
+            self._valid_until = began + ttl * STEP_DOWN_FRACTION
+            next_try = began + ttl / 3

@@ -7,7 +7,6 @@ declared in ``jobs.py`` on the default registry ``JOBS``; tests build their own.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -17,8 +16,9 @@ from typing import Any
 
 from apscheduler.triggers.base import BaseTrigger
 
-from ..db import Database
+from ..db import Database, Transaction, fetch_in
 from ..settings import Settings
+from .leader import CURRENT_TERM, StaleLeaderError
 
 # Job ids become environment variable names (``<JOB_ID>_HEARTBEAT_URL``) and metric labels.
 JOB_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -32,6 +32,8 @@ class JobContext:
     an operator ran it by hand (``jobs run``). ``run_id`` is also the heartbeat's
     ``rid``, so the monitor's events and the service's logs can be matched.
     ``database`` is the service's database (``db.py``), as routes use it.
+    ``epoch`` is the leader's term this run belongs to (the fencing token, see
+    ``leader.py``), ``None`` with SQLite (one process) and for runs by hand.
     """
 
     job_id: str
@@ -39,6 +41,33 @@ class JobContext:
     scheduled_at: datetime | None
     settings: Settings
     database: Database
+    epoch: int | None = None
+    lease_name: str | None = None
+    # Seconds a fenced transaction may sit idle (SCHEDULER_LEASE_TTL / 3).
+    fence_idle_timeout: float = 5.0
+
+    async def fence(self, transaction: Transaction) -> None:
+        """Make ``transaction`` (the job's own, open) commit only under this run's term.
+
+        Checks in the transaction that the term is still current and locks the lease
+        row (``FOR KEY SHARE``) until the transaction ends: a takeover waits for it,
+        and once another replica has taken over the check fails. Call it first in
+        every transaction whose writes must not come from a stale leader, and keep
+        the transaction short: it may not sit idle (an HTTP call inside it) for more
+        than ``fence_idle_timeout`` seconds, after which PostgreSQL ends it. Does
+        nothing when ``epoch`` is ``None``. Fences the database only: calls to other
+        systems are not (see ``leader.py``).
+
+        Raises:
+            StaleLeaderError: the term has ended; roll back (leaving the block does).
+        """
+        if self.epoch is None or self.lease_name is None:
+            return
+        idle_ms = str(max(round(self.fence_idle_timeout * 1000), 1))
+        if not await fetch_in(transaction, CURRENT_TERM, self.lease_name, self.epoch, idle_ms):
+            raise StaleLeaderError(
+                f"job {self.job_id} run {self.run_id}: the leader's term {self.epoch} has ended"
+            )
 
 
 JobFunction = Callable[[JobContext], Awaitable[None]]
@@ -67,23 +96,13 @@ class Job:
 class JobRegistry:
     """The jobs of one service, in declaration order.
 
-    ``name`` identifies the set of jobs that must run once across replicas: the
-    leader lock key is derived from it (``lock_key``).
+    ``name`` identifies the set of jobs that must run once across replicas: it is
+    the key of their leader lease and the ``registry`` of their recorded runs.
     """
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._jobs: dict[str, Job] = {}
-
-    @property
-    def lock_key(self) -> int:
-        """The PostgreSQL advisory lock key of this registry: a signed 64-bit integer.
-
-        Derived from ``name`` with BLAKE2b so that it is stable across releases and
-        processes, and distinct for two services sharing a database.
-        """
-        digest = hashlib.blake2b(f"{self.name}:scheduler".encode(), digest_size=8).digest()
-        return int.from_bytes(digest, "big", signed=True)
 
     def add(self, job: Job) -> None:
         """Register ``job``.

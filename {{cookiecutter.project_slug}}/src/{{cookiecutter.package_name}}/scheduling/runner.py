@@ -1,17 +1,22 @@
 """The wrapper every run goes through, scheduled or run by hand.
 
-One run: a run id (UUID4), the start ping (the body waits for the monitor to take
+One run: a run id (UUID4), with PostgreSQL its start recorded in ``scheduler_runs``
+under the leader's term (refused when the term has ended or the fire already ran:
+the run then does not start, see ``leader.py``), the start ping (the body waits for the monitor to take
 it, at most ``HEARTBEAT_START_TIMEOUT`` seconds, so the monitor measures the whole
 run), the job, then its outcome recorded in the job state and the metrics and the
 success or failure ping. The job's exception
 is caught, logged and reported, so the next run is unaffected. A run cancelled at
 shutdown re-raises ``CancelledError`` and is reported as neither: a deploy must
-not page anyone.
+not page anyone. A run cancelled because its leader stepped down is recorded as
+``superseded``, and is not reported either; nor is a run whose record a new leader
+has already marked superseded when it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -29,6 +34,7 @@ from ..heartbeat_targets import HeartbeatTarget
 from ..metrics import Metrics
 from ..settings import Settings
 from .heartbeat import Heartbeat
+from .leader import Lease, StaleLeaderError, Term
 from .pings import FailureReport
 from .registry import JobContext, JobRegistry
 from .state import JobStates
@@ -39,6 +45,14 @@ logger = logging.getLogger(__name__)
 class RunOutcome(enum.StrEnum):
     SUCCESS = "success"
     FAILURE = "failure"
+    # Not started: the leader's term ended, or this fire's attempt was already recorded.
+    REFUSED = "refused"
+    # Ended without a report: a new leader superseded it.
+    SUPERSEDED = "superseded"
+
+
+# Seconds allowed to record the end of a cancelled run before it unwinds anyway.
+RECORD_CANCELLED_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +82,10 @@ class JobRunner:
         metrics: Metrics,
         settings: Settings,
         database: Database,
+        lease: Lease | None = None,
     ) -> None:
         self.jobs = jobs
+        self.lease = lease
         self.targets = targets
         self.heartbeat = heartbeat
         self.states = states
@@ -87,28 +103,48 @@ class JobRunner:
             )
             for job in jobs
         }
-        self._in_flight: set[asyncio.Task[Any]] = set()
+        self._in_flight: dict[asyncio.Task[Any], str] = {}
+        # Why a run in flight was cancelled: recorded as its outcome.
+        self._cancel_reasons: dict[asyncio.Task[Any], str] = {}
 
     @property
     def in_flight(self) -> int:
         """Runs started and not finished."""
         return len(self._in_flight)
 
-    async def run(self, job_id: str, *, scheduled_at: datetime | None = None) -> RunOutcome:
+    def busy(self, job_id: str) -> bool:
+        """Whether a run of ``job_id`` is in flight."""
+        return job_id in self._in_flight.values()
+
+    async def run(
+        self,
+        job_id: str,
+        *,
+        scheduled_at: datetime | None = None,
+        term: Term | None = None,
+        attempt: int = 1,
+    ) -> RunOutcome:
         """Run the job ``job_id`` once; ``scheduled_at`` is its fire time, if scheduled.
+
+        With a lease and a ``term`` the run is recorded, and starts only if its start
+        could be recorded under ``term`` (``attempt`` of the fire ``scheduled_at``).
 
         Returns the outcome; the job's own exception is logged, never raised.
 
         Raises:
             KeyError: no such job.
-            asyncio.CancelledError: the run was cancelled (shutdown); nothing is
-                reported to the monitor and no failure is recorded.
+            asyncio.CancelledError: the run was cancelled (shutdown, or its leader
+                stepped down); nothing is reported to the monitor and no failure is
+                recorded.
         """
         job = self.jobs.get(job_id)
         series = self._series[job_id]
         state = self.states[job_id]
         target = self.targets.get(job_id)
         run_id = uuid.uuid4()
+        recorded = self.lease is not None and term is not None
+        if recorded and not await self._record_start(job_id, run_id, scheduled_at, attempt, term):
+            return RunOutcome.REFUSED
         if target is None:
             logger.debug("job %s has no heartbeat monitor", job_id)
             pings = None
@@ -118,7 +154,7 @@ class JobRunner:
             )
         task = asyncio.current_task()
         if task is not None:
-            self._in_flight.add(task)
+            self._in_flight[task] = job_id
         state.started(utcnow())
         context = JobContext(
             job_id=job_id,
@@ -126,26 +162,43 @@ class JobRunner:
             scheduled_at=scheduled_at,
             settings=self.settings,
             database=self.database,
+            epoch=term.epoch if term is not None and recorded else None,
+            lease_name=self.lease.name if self.lease is not None and recorded else None,
+            fence_idle_timeout=self.settings.scheduler_lease_ttl / 3,
         )
         began = time.perf_counter()
         try:
             await job.func(context)
         except asyncio.CancelledError:
+            duration = time.perf_counter() - began
             state.cancelled()
             series.cancelled.inc()
-            logger.warning(
-                "job %s run %s cancelled after %.3f s",
-                job_id,
-                run_id,
-                time.perf_counter() - began,
-            )
+            reason = self._cancel_reasons.get(task, "cancelled") if task else "cancelled"
+            logger.warning("job %s run %s %s after %.3f s", job_id, run_id, reason, duration)
+            if recorded:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    async with asyncio.timeout(RECORD_CANCELLED_TIMEOUT):
+                        await self._record_end(run_id, reason, None, duration)
             raise
+        except StaleLeaderError as error:
+            # The job's fence found the term over: superseded, not a failure of the job.
+            duration = time.perf_counter() - began
+            state.cancelled()
+            series.cancelled.inc()
+            logger.warning("job %s run %s superseded: %s", job_id, run_id, error)
+            if recorded:
+                await self._record_end(run_id, RunOutcome.SUPERSEDED, None, duration)
+            return RunOutcome.SUPERSEDED
         except Exception as error:
             duration = time.perf_counter() - began
             state.failed(utcnow(), type(error).__name__, duration)
             series.failure.inc()
             series.duration.observe(duration)
             logger.exception("job %s run %s failed after %.3f s", job_id, run_id, duration)
+            if recorded and not await self._record_end(
+                run_id, RunOutcome.FAILURE, type(error).__name__, duration
+            ):
+                return RunOutcome.SUPERSEDED
             if pings is not None:
                 pings.failed(FailureReport.of(error, self.settings.heartbeat_failure_body))
             return RunOutcome.FAILURE
@@ -157,12 +210,59 @@ class JobRunner:
             series.duration.observe(duration)
             series.last_success.set(finished.timestamp())
             logger.debug("job %s run %s succeeded in %.3f s", job_id, run_id, duration)
+            if recorded and not await self._record_end(run_id, RunOutcome.SUCCESS, None, duration):
+                return RunOutcome.SUPERSEDED
             if pings is not None:
                 pings.succeeded(duration)
             return RunOutcome.SUCCESS
         finally:
             if task is not None:
-                self._in_flight.discard(task)
+                self._in_flight.pop(task, None)
+                self._cancel_reasons.pop(task, None)
+
+    async def _record_start(
+        self,
+        job_id: str,
+        run_id: uuid.UUID,
+        scheduled_at: datetime | None,
+        attempt: int,
+        term: Term | None,
+    ) -> bool:
+        assert self.lease is not None
+        assert term is not None
+        try:
+            started = await self.lease.start_run(job_id, run_id, scheduled_at, attempt, term.epoch)
+        except Exception as error:
+            logger.error(
+                "job %s fire at %s not run: its start could not be recorded (%s)",
+                job_id,
+                scheduled_at,
+                type(error).__name__,
+            )
+            return False
+        if not started:
+            logger.warning(
+                "job %s fire at %s not run: the leader's term %d has ended "
+                "or this fire already ran",
+                job_id,
+                scheduled_at,
+                term.epoch,
+            )
+        return started
+
+    async def _record_end(
+        self, run_id: uuid.UUID, outcome: str, error_type: str | None, duration: float
+    ) -> bool:
+        # False only when a new leader has already marked the run superseded.
+        assert self.lease is not None
+        try:
+            finished = await self.lease.finish_run(run_id, outcome, error_type, duration)
+        except Exception as error:
+            logger.warning("run %s end not recorded (%s)", run_id, type(error).__name__)
+            return True
+        if not finished:
+            logger.warning("run %s ended after a new leader superseded it: not reported", run_id)
+        return finished
 
     async def drain(self, limit: float) -> None:
         """Wait up to ``limit`` seconds for runs in flight, then cancel the rest.
@@ -176,6 +276,17 @@ class JobRunner:
         _, late = await asyncio.wait(set(self._in_flight), timeout=limit)
         if late:
             logger.warning("cancelling %d job run(s) still going after %.1f s", len(late), limit)
-            for task in late:
-                task.cancel()
-            await asyncio.wait(late, timeout=self.settings.scheduler_unwind_timeout)
+            await self._cancel(late, "cancelled")
+
+    async def supersede(self) -> None:
+        """Cancel every run in flight at once, recorded as ``superseded`` (the leader
+        stepped down); they get ``SCHEDULER_UNWIND_TIMEOUT`` seconds to unwind."""
+        if self._in_flight:
+            logger.warning("cancelling %d job run(s): superseded", len(self._in_flight))
+            await self._cancel(set(self._in_flight), RunOutcome.SUPERSEDED)
+
+    async def _cancel(self, tasks: set[asyncio.Task[Any]], reason: str) -> None:
+        for task in tasks:
+            self._cancel_reasons[task] = reason
+            task.cancel()
+        await asyncio.wait(tasks, timeout=self.settings.scheduler_unwind_timeout)

@@ -1,19 +1,23 @@
 """This process's scheduler: APScheduler 3 running the registry while this process leads.
 
-With PostgreSQL, a background task campaigns for the leader lock (``leader.py``):
-it tries every ``SCHEDULER_LEADER_RETRY_INTERVAL`` seconds; once elected it starts
-an ``AsyncIOScheduler`` (in-memory job store, every job added with
-``replace_existing=True``, ``coalesce=True``, ``max_instances=1`` and
-``SCHEDULER_MISFIRE_GRACE_TIME``), checks the lock's session every interval and
-before every run, and steps down when the session fails. With SQLite (one process)
-this process always leads. With ``HEARTBEAT_SYNC_MONITORS`` each lead starts by
-syncing the jobs' Healthchecks checks in the background (``monitor_sync.py``);
-a failure is logged, never fatal.
+Who leads is decided in ``leader.py`` (a lease row with an epoch); this module only
+schedules. With PostgreSQL the election calls ``_elected(term)``: this process
+marks the unfinished runs of older terms superseded, prunes runs older than
+``SCHEDULER_RUN_RETENTION_DAYS``, starts an ``AsyncIOScheduler`` (in-memory job
+store, every job added with ``replace_existing=True``, ``coalesce=True``,
+``max_instances=1`` and ``SCHEDULER_MISFIRE_GRACE_TIME``) and runs once each fire
+missed while nobody led (or interrupted by the old leader's death) that is still
+within the misfire grace time. Every run is recorded under the term
+(``runner.py``). ``_lost(term, reason)`` stops starting runs and cancels those in
+flight at once (``superseded``). With SQLite (one process) this process always
+leads and job state stays in memory. With ``HEARTBEAT_SYNC_MONITORS`` each lead
+starts by syncing the jobs' Healthchecks checks in the background
+(``monitor_sync.py``); a failure is logged, never fatal.
 
-Stopping (lifespan shutdown or stepping down): pause the scheduler so no new run
-starts, wait up to ``SCHEDULER_SHUTDOWN_TIMEOUT`` seconds for runs in flight, cancel
-what is left, shut the scheduler down, and only then release the lock, so that no
-two processes ever run a job at once and another replica can take over at once.
+Stopping at lifespan shutdown: pause the scheduler so no new run starts, wait up
+to ``SCHEDULER_SHUTDOWN_TIMEOUT`` seconds for runs in flight (the lease is still
+renewed meanwhile), cancel what is left, shut the scheduler down, and only then
+release the lease, so that another replica can take over at its next try.
 ``AsyncIOScheduler.shutdown(wait=True)`` would not do: it cancels coroutine jobs.
 At lifespan shutdown the pings still pending are then flushed within the same
 deadline (at least ``HEARTBEAT_FLUSH_TIMEOUT``): ``server.shutdown_bounds`` lists
@@ -25,9 +29,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
@@ -36,16 +41,18 @@ from apscheduler.schedulers.base import STATE_RUNNING
 
 from ..db import Database
 from ..health import HealthCheck
+from ..health.model import utcnow
 from ..heartbeat_targets import HeartbeatTarget, unmonitored_jobs
 from ..metrics import Metrics
 from ..settings import Settings
 from .health import job_check, scheduler_check
 from .heartbeat import Heartbeat
-from .leader import AdvisoryLock
+from .leader import LeaderElection, Lease, Term, process_identity
 from .monitor_sync import SyncError, sync_monitors
 from .registry import JobRegistry
 from .runner import JobRunner
 from .state import JobStates
+from .status import LocalStatus, SharedStatus, StatusSource
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +67,12 @@ class _HideCancelledRuns(logging.Filter):
 
 
 _HIDE_CANCELLED_RUNS = _HideCancelledRuns()
+
+
+# Seconds between two prunings of old runs while leading.
+PRUNE_INTERVAL = 6 * 3600.0
+# Fires examined at most when looking for the latest missed fire of a job.
+MAX_MISSED_FIRES = 100_000
 
 
 class JobScheduler:
@@ -88,6 +101,29 @@ class JobScheduler:
             timeout=settings.heartbeat_timeout,
             retries=settings.heartbeat_retries,
         )
+        self.lease: Lease | None = None
+        self.election: LeaderElection | None = None
+        self.status: StatusSource = LocalStatus(self)
+        if settings.database_dsn.startswith("postgresql"):
+            self.lease = Lease(
+                settings.database_dsn,
+                name=jobs.name,
+                holder=process_identity(),
+                ttl=settings.scheduler_lease_ttl,
+                connect_timeout=settings.database_connect_timeout,
+                statement_timeout=settings.database_statement_timeout,
+                # The pid first: tests find the session of one replica by it.
+                application_name=f"scheduler {os.getpid()} {jobs.name}"[:63],
+            )
+            self.election = LeaderElection(
+                self.lease,
+                retry_interval=settings.scheduler_leader_retry_interval,
+                on_elected=self._elected,
+                on_lost=self._lost,
+            )
+            self.status = SharedStatus(
+                database=database, jobs=jobs, cache_ttl=settings.health_cache_ttl
+            )
         self.runner = JobRunner(
             jobs=jobs,
             targets=targets,
@@ -96,18 +132,14 @@ class JobScheduler:
             metrics=metrics,
             settings=settings,
             database=database,
+            lease=self.lease,
         )
-        self.lock: AdvisoryLock | None = None
-        if settings.database_dsn.startswith("postgresql"):
-            self.lock = AdvisoryLock(
-                settings.database_dsn,
-                key=jobs.lock_key,
-                timeout=settings.database_connect_timeout,
-                application_name=f"{jobs.name} scheduler"[:63],
-            )
         self._scheduler: Any = None
-        self._campaign: asyncio.Task[None] | None = None
+        self._term: Term | None = None
         self._monitor_sync: asyncio.Task[None] | None = None
+        self._prune_task: asyncio.Task[None] | None = None
+        # Runs of missed fires, started by ``_elected``.
+        self._background: set[asyncio.Task[Any]] = set()
         # Fire time of each submitted run, from APScheduler's submission event
         # until the run starts: APScheduler 3 does not pass it to the job.
         self._fire_times: dict[str, datetime] = {}
@@ -122,7 +154,11 @@ class JobScheduler:
         """Whether this process is the one that runs the jobs (always, with SQLite)."""
         if not self.enabled:
             return False
-        return self.lock.held if self.lock is not None else self._scheduler is not None
+        if self.election is not None:
+            # Elected and scheduling: ``_elected`` has started the scheduler.
+            term = self.election.term
+            return term is not None and term == self._term
+        return self._scheduler is not None
 
     @property
     def running(self) -> bool:
@@ -131,8 +167,8 @@ class JobScheduler:
 
     @property
     def campaigning(self) -> bool:
-        """Whether the task taking and checking the leader lock is alive (PostgreSQL)."""
-        return self._campaign is not None and not self._campaign.done()
+        """Whether the election loop for the lease is alive (PostgreSQL)."""
+        return self.election is not None and self.election.campaigning
 
     def next_run_time(self, job_id: str) -> datetime | None:
         """The next fire time of ``job_id`` while this process schedules it."""
@@ -141,64 +177,119 @@ class JobScheduler:
 
     def health_checks(self) -> list[HealthCheck]:
         """The ``scheduler`` check, then one check per job (none when disabled)."""
-        checks = [scheduler_check(self)]
+        checks = [scheduler_check(self, self.status)]
         if self.enabled:
-            checks.extend(job_check(self, job) for job in self.jobs)
+            shared = self.lease is not None
+            checks.extend(
+                job_check(self.status, job, self.unmonitored, cacheable=shared) for job in self.jobs
+            )
         return checks
 
     async def start(self) -> None:
-        """Start scheduling (SQLite) or campaigning for the leader lock (PostgreSQL)."""
+        """Start scheduling (SQLite) or campaigning for the lease (PostgreSQL)."""
         if not self.enabled:
             logger.info("scheduler disabled in this process (SCHEDULER_ENABLED=false)")
             return
-        if self.lock is None:
+        if self.election is None:
             self._start_scheduler()
         else:
-            self._campaign = asyncio.create_task(self._lead(), name="scheduler-leader")
+            self.election.start()
 
     async def stop(self) -> None:
-        """Stop campaigning, drain and stop the scheduler, release the lock, flush pings.
+        """Drain and stop the scheduler, then release the lease and flush pings.
 
         Runs in flight get up to ``SCHEDULER_SHUTDOWN_TIMEOUT`` seconds; pings still
         pending then get what is left of that time, at least ``HEARTBEAT_FLUSH_TIMEOUT``
         (a start ping without its success would page once the monitor's grace time is over).
         """
         deadline = time.monotonic() + self.settings.scheduler_shutdown_timeout
-        for task in (self._campaign, self._monitor_sync):
+        for task in (self._monitor_sync, self._prune_task):
             if task is not None:
                 task.cancel()
                 await asyncio.wait({task})
+        # The election keeps renewing the lease while runs drain.
         await self._stop_scheduler()
-        if self.lock is not None:
-            await self.lock.aclose()
+        if self.election is not None:
+            await self.election.stop()
         flush = max(deadline - time.monotonic(), self.settings.heartbeat_flush_timeout)
         await self.heartbeat.drain(flush)
         await self.heartbeat.aclose()
 
-    async def _lead(self) -> None:
-        assert self.lock is not None
-        interval = self.settings.scheduler_leader_retry_interval
+    async def _elected(self, term: Term) -> None:
+        assert self.lease is not None
+        stale = await self.lease.supersede_stale(term.epoch)
+        for job_id, fire_time, attempt in stale:
+            logger.warning(
+                "job %s fire at %s attempt %d superseded: its leader lost its term mid-run",
+                job_id,
+                fire_time,
+                attempt,
+            )
+        last_fires = await self.lease.last_fires([job.id for job in self.jobs])
+        self._start_scheduler()
+        self._term = term
+        self._prune_task = asyncio.create_task(self._prune(), name="scheduler-prune")
+        interrupted = {(job_id, fire_time, attempt) for job_id, fire_time, attempt in stale}
+        now = utcnow()
+        grace = timedelta(seconds=self.settings.scheduler_misfire_grace_time)
+        for job in self.jobs:
+            last = last_fires.get(job.id)
+            if last is None:
+                continue
+            fire, attempt = self._latest_missed(job.trigger, last.fire_time, now), 1
+            if fire is None and (job.id, last.fire_time, last.attempt) in interrupted:
+                fire, attempt = last.fire_time, last.attempt + 1
+            if fire is None:
+                continue
+            if now - fire > grace:
+                logger.warning(
+                    "job %s fire at %s missed during the takeover, past its misfire grace time",
+                    job.id,
+                    fire.isoformat(),
+                )
+                continue
+            logger.info("job %s: running fire at %s missed during the takeover", job.id, fire)
+            self.states[job.id].fired(fire, self.next_run_time(job.id))
+            self._spawn(self._fire_at(job.id, fire, attempt, term), f"catch-up:{job.id}")
+
+    @staticmethod
+    def _latest_missed(trigger: Any, last_fire: datetime, now: datetime) -> datetime | None:
+        # The latest fire after ``last_fire`` that is already due (coalesced, as APScheduler does).
+        latest = None
+        fire = trigger.get_next_fire_time(last_fire, now)
+        for _ in range(MAX_MISSED_FIRES):
+            if fire is None or fire > now:
+                break
+            latest = fire
+            fire = trigger.get_next_fire_time(fire, now)
+        return latest
+
+    async def _lost(self, term: Term, reason: str) -> None:
+        # Stop starting runs at once, then cancel those in flight: another replica may
+        # lead within a third of the TTL.
+        if self._scheduler is not None and self._scheduler.state == STATE_RUNNING:
+            self._scheduler.pause()
+        if self._prune_task is not None:
+            self._prune_task.cancel()
+        await self.runner.supersede()
+        await self._stop_scheduler()
+        self._term = None
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _prune(self) -> None:
+        assert self.lease is not None
         while True:
             try:
-                if await self.lock.try_acquire():
-                    logger.info("this process is now the scheduler leader (%s)", self.jobs.name)
-                    await self._hold(interval)
-                    reason = "the scheduler stopped" if self.lock.held else "the lock is lost"
-                    logger.error("stepping down as scheduler leader: %s", reason)
-            except Exception:
-                logger.exception("scheduler failed while leading; stepping down")
-            if self._scheduler is not None or self.lock.held:
-                await self._stop_scheduler()
-                await self.lock.release()
-            await asyncio.sleep(interval)
-
-    async def _hold(self, interval: float) -> None:
-        assert self.lock is not None
-        self._start_scheduler()
-        while True:
-            await asyncio.sleep(interval)
-            if not (self.running and await self.lock.alive()):
-                return
+                deleted = await self.lease.prune(self.settings.scheduler_run_retention_days)
+                if deleted:
+                    logger.info("pruned %d scheduler run record(s)", deleted)
+            except Exception as error:
+                logger.warning("scheduler runs not pruned: %s", type(error).__name__)
+            await asyncio.sleep(PRUNE_INTERVAL)
 
     def _start_scheduler(self) -> None:
         executor_logger = logging.getLogger("apscheduler.executors.default")
@@ -275,12 +366,21 @@ class JobScheduler:
 
     async def _fire(self, job_id: str) -> None:
         scheduled_at = self._fire_times.pop(job_id, None)
-        # The lock's session answering now proves no other process holds the lock, so
-        # no other process runs this fire: a takeover only schedules fires after it.
-        if self.lock is not None and not await self.lock.alive():
-            logger.error("job %s fire at %s skipped: the leader lock is lost", job_id, scheduled_at)
-            return
         if not self.running:
             logger.info("job %s fire at %s skipped: the scheduler stops", job_id, scheduled_at)
             return
-        await self.runner.run(job_id, scheduled_at=scheduled_at)
+        await self._fire_at(job_id, scheduled_at, 1, self._term)
+
+    async def _fire_at(
+        self, job_id: str, scheduled_at: datetime | None, attempt: int, term: Term | None
+    ) -> None:
+        # The term as this process knows it; the database checks it again (leader.py).
+        if self.election is not None and (term is None or self.election.term != term):
+            logger.error("job %s fire at %s skipped: not the leader", job_id, scheduled_at)
+            return
+        if self.runner.busy(job_id):
+            logger.warning(
+                "job %s fire at %s skipped: its previous run is still going", job_id, scheduled_at
+            )
+            return
+        await self.runner.run(job_id, scheduled_at=scheduled_at, term=term, attempt=attempt)

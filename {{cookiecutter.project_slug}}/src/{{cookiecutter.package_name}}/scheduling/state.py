@@ -1,7 +1,9 @@
 """What this process knows about each job: the inputs of the job health checks.
 
-The state lives in memory: it describes the runs of this process. Only the leader
-runs jobs, so the leader's ``/health`` is the one that judges them.
+The runner keeps it in memory for the runs of this process. With SQLite (one
+process) it is what ``/health`` judges; with PostgreSQL ``status.py`` builds the
+same ``JobState`` for every job from the runs recorded in the database, so that
+every replica judges alike.
 """
 
 from __future__ import annotations

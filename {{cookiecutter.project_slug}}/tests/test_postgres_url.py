@@ -1,0 +1,95 @@
+"""One reading of ``DATABASE_URL``: the same URL works for the pool, the leader's own
+connection and the migrations, or start-up refuses it with one line."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import pytest
+
+from {{ cookiecutter.package_name }}.db import database_check, open_database
+from {{ cookiecutter.package_name }}.main import create_app
+from {{ cookiecutter.package_name }}.postgres import (
+    MIGRATION_LOCK_KEY,
+    advisory_lock_key,
+    libpq_dsn,
+    parse_postgres_url,
+)
+from {{ cookiecutter.package_name }}.scheduling import JobRegistry
+from {{ cookiecutter.package_name }}.settings import ConfigurationError, Settings, load_settings
+
+from .conftest import make_settings, wait_until
+from .database import migrate
+
+
+@pytest.mark.parametrize(
+    ("given", "dsn"),
+    [
+        ("postgres://u:p@db:5432/app", "postgresql://u:p@db:5432/app"),
+        ("postgresql+asyncpg://u@db/app?ssl=require", "postgresql://u@db/app?sslmode=require"),
+        ("postgresql://u@db/app?sslmode=verify-full", "postgresql://u@db/app?sslmode=verify-full"),
+        ("postgresql:///app?host=/run/postgresql", "postgresql:///app?host=%2Frun%2Fpostgresql"),
+        ("postgresql://u:p%40ss@db/app", "postgresql://u:p%40ss@db/app"),
+    ],
+)
+def test_urls_are_read_once_into_asyncpg_form(given: str, dsn: str) -> None:
+    assert libpq_dsn(given) == dsn
+    assert parse_postgres_url(given).url == dsn.replace("postgresql:", "postgresql+asyncpg:", 1)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("postgresql://db/app?sslmode=on", "sslmode='on' must be one of"),
+        ("postgresql://db/app?ssl=true", "ssl='true' must be one of"),
+        ("postgresql://db/app?prepared_statement_cache_size=0", "unknown query parameter"),
+        ("postgresql://db/app?ssl=require&sslmode=require", "given twice"),
+    ],
+)
+def test_bad_query_parameters_stop_start_up_with_one_line(
+    given: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_postgres_url(given)
+    monkeypatch.setenv("DATABASE_URL", given)
+    with pytest.raises(ConfigurationError) as error:
+        load_settings()
+    assert str(error.value).startswith("DATABASE_URL: ")
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_staging_and_production_refuse_a_url_without_a_host(
+    environment: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENVIRONMENT", environment)
+    monkeypatch.setenv("DATABASE_URL", "postgresql:///app")
+    with pytest.raises(ConfigurationError, match="DATABASE_URL names no host"):
+        load_settings()
+    assert make_settings("postgresql:///app").database_url == "postgresql+asyncpg:///app"
+
+
+@pytest.mark.parametrize("query", ["ssl=disable", "sslmode=disable", "sslmode=prefer"])
+async def test_ssl_parameters_work_for_the_pool_the_leader_and_the_migrations(
+    postgres_url: str, query: str
+) -> None:
+    url = f"{postgres_url}?{query}"
+    settings: Settings = make_settings(url)
+    async with open_database(settings) as database:
+        await database_check(database).run()
+    connection = await asyncpg.connect(libpq_dsn(url), timeout=5)
+    try:
+        assert await connection.fetchval("SELECT 1") == 1
+    finally:
+        await connection.close()
+    await migrate(url)
+    # The leader's lease connection reads the same URL: this process is elected.
+    app = create_app(settings, jobs=JobRegistry(f"ssl-{uuid.uuid4().hex[:8]}"))
+    async with app.router.lifespan_context(app):
+        await wait_until(lambda: app.state.scheduler.is_leader, within=10, message="elected")
+
+
+def test_lock_keys_are_stable_signed_bigints() -> None:
+    assert advisory_lock_key("a") == advisory_lock_key("a") != advisory_lock_key("b")
+    assert -(2**63) <= MIGRATION_LOCK_KEY < 2**63
