@@ -41,7 +41,6 @@ FEATURE_FILES: dict[tuple[str, object], list[str]] = {
         "alembic.ini",
         "migrations_sqlalchemy",
         "tests/database_sqlalchemy.py",
-        "tests/test_scheduling_jobs_sqlalchemy.py",
     ],
     ("orm", "tortoise"): [
         f"{PACKAGE}/db_tortoise.py",
@@ -53,7 +52,6 @@ FEATURE_FILES: dict[tuple[str, object], list[str]] = {
         "migrations_tortoise",
         "tests/database_tortoise.py",
         "tests/test_migrate.py",
-        "tests/test_scheduling_jobs_tortoise.py",
     ],
     ("use_redis", True): [
         f"{PACKAGE}/cache.py",
@@ -71,7 +69,6 @@ RENAMES: dict[str, str] = {
     f"{PACKAGE}/scheduling/models_sqlalchemy.py": f"{PACKAGE}/scheduling/models.py",
     "migrations_sqlalchemy": "migrations",
     "tests/database_sqlalchemy.py": "tests/database.py",
-    "tests/test_scheduling_jobs_sqlalchemy.py": "tests/test_scheduling_jobs.py",
     f"{PACKAGE}/db_tortoise.py": f"{PACKAGE}/db.py",
     f"{PACKAGE}/migrate_tortoise.py": f"{PACKAGE}/migrate.py",
     f"{PACKAGE}/items/models_tortoise.py": f"{PACKAGE}/items/models.py",
@@ -80,7 +77,6 @@ RENAMES: dict[str, str] = {
     f"{PACKAGE}/scheduling/models_tortoise.py": f"{PACKAGE}/scheduling/models.py",
     "migrations_tortoise": "migrations",
     "tests/database_tortoise.py": "tests/database.py",
-    "tests/test_scheduling_jobs_tortoise.py": "tests/test_scheduling_jobs.py",
 }
 
 LOCKS_DIR = "locks"

@@ -2,8 +2,9 @@
 
 Each ORM has its own ``store.py`` (``DatabaseItemStore``, on that ORM's models);
 everything above it, the routes (``router.py``), the jobs and, with Redis, the
-read-through cache (``cache.py``), is written once against this Protocol, and mypy
-checks every store against it where the routes receive one (``router.item_store``).
+read-through ``CachedItemStore`` (``cache.py``), is written once against this
+Protocol. mypy checks each store against it where it is used as one: the routes'
+``router.item_store``, and the Redis layer that wraps it.
 
 Items cross this boundary as ``ItemRead`` (``schemas.py``), never as ORM objects,
 so nothing above a store knows which ORM it runs on.
@@ -19,7 +20,7 @@ from .schemas import ItemCreate, ItemRead
 
 
 class ItemStore(Protocol):
-    """The ``items`` table. Every method commits its own change; none caches.
+    """The ``items`` table. A change is committed by the time its method returns.
 
     Raises (every method): the database's errors as they are; those meaning an
     outage (``db.database_unavailable``) become a 503 when raised from a route.
