@@ -15,9 +15,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pytest_httpserver import HTTPServer
 
 from {{ cookiecutter.package_name }}.db import Database, begin, open_database
+from {{ cookiecutter.package_name }}.items.schemas import ItemCreate
+from {{ cookiecutter.package_name }}.items.store import open_item_store
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.postgres import libpq_dsn
 from {{ cookiecutter.package_name }}.scheduling import JobContext, JobRegistry
+from {{ cookiecutter.package_name }}.scheduling.jobs import cleanup_items
 from {{ cookiecutter.package_name }}.scheduling.leader import Lease, StaleLeaderError
 from {{ cookiecutter.package_name }}.scheduling.status import SharedStatus
 
@@ -73,6 +76,38 @@ async def test_a_takeover_waits_for_a_fenced_transaction_then_fences_the_old_ter
         assert not await old.renew(epoch), "the old term cannot renew"
         refused = await old.start_run("job", uuid.uuid4(), datetime.now(UTC), 1, epoch)
         assert not refused, "nor start a run"
+    finally:
+        await old.aclose()
+        await new.aclose()
+
+
+async def test_a_stale_leaders_cleanup_deletes_nothing(
+    postgres_url: str, database: Database
+) -> None:
+    name = f"stale-{uuid.uuid4().hex[:8]}"
+    old, new = lease(postgres_url, name, ttl=0.5), lease(postgres_url, name)
+    try:
+        epoch = await old.try_acquire()
+        assert epoch is not None
+        async with open_item_store(database) as store:
+            item = await store.create(ItemCreate(name="kept by the fence"))
+        await asyncio.sleep(0.6)  # the old term expires
+        assert await new.try_acquire() == epoch + 1
+        context = JobContext(
+            job_id="cleanup_items",
+            run_id=uuid.uuid4(),
+            # Two days past a one-day retention: an unfenced run would delete the item.
+            scheduled_at=item.created_at + timedelta(days=2),
+            settings=make_settings(postgres_url, items_retention_days=1),
+            database=database,
+            epoch=epoch,
+            lease_name=name,
+        )
+        with pytest.raises(StaleLeaderError):
+            await cleanup_items(context)
+        async with open_item_store(database) as store:
+            assert await store.get(item.id) == item
+            await store.delete(item.id)
     finally:
         await old.aclose()
         await new.aclose()

@@ -23,7 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import DependencyUnavailable
-from .contract import ItemStore
+from .contract import Fence, ItemStore
 from .schemas import ItemCreate, ItemRead
 
 logger = logging.getLogger(__name__)
@@ -85,9 +85,9 @@ class CachedItemStore:
             logger.warning("items cache entry %s not dropped: %s", item_id, type(error).__name__)
         return deleted
 
-    async def delete_created_before(self, cutoff: datetime) -> int:
+    async def delete_created_before(self, cutoff: datetime, *, fence: Fence | None = None) -> int:
         # The ids are not known here: their entries expire within ITEMS_CACHE_TTL.
-        return await self.store.delete_created_before(cutoff)
+        return await self.store.delete_created_before(cutoff, fence=fence)
 
     async def _put(self, item: ItemRead) -> None:
         try:

@@ -12,11 +12,15 @@ so nothing above a store knows which ORM it runs on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from ..db import Transaction
 from .schemas import ItemCreate, ItemRead
+
+Fence = Callable[[Transaction], Awaitable[None]]
+"""A check run first in a transaction that raises to roll it back (``JobContext.fence``)."""
 
 
 class ItemStore(Protocol):
@@ -42,8 +46,13 @@ class ItemStore(Protocol):
         """Delete the item ``item_id``; ``False`` when there was none."""
         ...
 
-    async def delete_created_before(self, cutoff: datetime) -> int:
-        """Delete the items created strictly before ``cutoff`` (timezone-aware); returns how many."""
+    async def delete_created_before(self, cutoff: datetime, *, fence: Fence | None = None) -> int:
+        """Delete the items created strictly before ``cutoff`` (timezone-aware); returns how many.
+
+        ``fence`` is awaited first, inside the DELETE's own transaction and with it
+        (``JobContext.fence``): when it raises, the transaction rolls back, nothing is
+        deleted and its error propagates.
+        """
         ...
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..db import Database, SessionDep
+from .contract import Fence
 from .models import Item
 from .schemas import ItemCreate, ItemRead
 
@@ -45,10 +46,14 @@ class DatabaseItemStore:
     async def delete(self, item_id: int) -> bool:
         return await self._delete_where(Item.id == item_id) > 0
 
-    async def delete_created_before(self, cutoff: datetime) -> int:
-        return await self._delete_where(Item.created_at < cutoff)
+    async def delete_created_before(self, cutoff: datetime, *, fence: Fence | None = None) -> int:
+        return await self._delete_where(Item.created_at < cutoff, fence=fence)
 
-    async def _delete_where(self, condition: Any) -> int:
+    async def _delete_where(self, condition: Any, *, fence: Fence | None = None) -> int:
+        # A fence that raises leaves the transaction open, uncommitted: closing the
+        # session (the request's or open_item_store's) rolls it back.
+        if fence is not None:
+            await fence(self.session)
         # No ORM objects are loaded for this: nothing to synchronise after the DELETE.
         result = await self.session.execute(
             delete(Item).where(condition), execution_options={"synchronize_session": False}

@@ -12,8 +12,10 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 
 from fastapi import Request
+from tortoise.transactions import in_transaction
 
 from ..db import Database
+from .contract import Fence
 from .models import Item
 from .schemas import ItemCreate, ItemRead
 
@@ -44,9 +46,12 @@ class DatabaseItemStore:
             deleted = await Item.filter(id=item_id).delete()
         return deleted > 0
 
-    async def delete_created_before(self, cutoff: datetime) -> int:
+    async def delete_created_before(self, cutoff: datetime, *, fence: Fence | None = None) -> int:
         with self.database:
-            return await Item.filter(created_at__lt=cutoff).delete()
+            async with in_transaction() as connection:
+                if fence is not None:
+                    await fence(connection)
+                return await Item.filter(created_at__lt=cutoff).using_db(connection).delete()
 
 
 def database_item_store(request: Request) -> DatabaseItemStore:

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
 
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import CursorResult, delete
 
-from ..items.models import Item
+from ..items.store import open_item_store
 from .registry import JobContext, scheduled
 
 logger = logging.getLogger(__name__)
@@ -24,18 +22,14 @@ logger = logging.getLogger(__name__)
 # Daily, off the top of the hour when many other schedules pile onto a database.
 @scheduled("cleanup_items", CronTrigger(hour=3, minute=17, timezone=UTC), grace=timedelta(hours=1))
 async def cleanup_items(context: JobContext) -> None:
-    """Delete ``items`` rows created more than ``ITEMS_RETENTION_DAYS`` days ago."""
+    """Delete the items created more than ``ITEMS_RETENTION_DAYS`` days before the fire."""
     # Measured from the fire time, so a late or repeated run deletes the same rows.
     reference = context.scheduled_at or datetime.now(UTC)
     cutoff = reference - timedelta(days=context.settings.items_retention_days)
-    # No ORM objects are loaded in this session: nothing to synchronise after the DELETE.
-    statement = delete(Item).where(Item.created_at < cutoff)
-    async with context.database.sessionmaker() as session, session.begin():
-        # First in the transaction: a leader whose term has ended deletes nothing.
-        await context.fence(session)
-        result = await session.execute(statement, execution_options={"synchronize_session": False})
-    # Session.execute is typed for SELECT; a DELETE's result is a CursorResult.
-    deleted = cast("CursorResult[Any]", result).rowcount
+    async with open_item_store(context.database) as store:
+        # The fence runs first in the DELETE's transaction: a leader whose term has
+        # ended deletes nothing (StaleLeaderError, the run recorded as superseded).
+        deleted = await store.delete_created_before(cutoff, fence=context.fence)
     logger.info("cleanup_items deleted %d items created before %s", deleted, cutoff)
 
 
