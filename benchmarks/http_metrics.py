@@ -36,10 +36,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import Target, serve, wrk
-from find_python import find_python
-
 TEMPLATE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(TEMPLATE / "scripts"))
+
 LIBRARIES = ("prometheus-fastapi-instrumentator==8.1.0", "starlette-exporter==0.24.0")
 # The default bake's lock: the versions the service runs with.
 LOCK = TEMPLATE / "{{cookiecutter.project_slug}}" / "locks" / "uv-sqlalchemy-no-redis-py3.12.lock"
@@ -192,6 +191,8 @@ def locked_versions() -> list[str]:
 
 def environment(build: Path) -> Path:
     """A virtualenv with the locked framework and both libraries; returns its python."""
+    from find_python import find_python
+
     python_version = re.search(r'^requires-python = ">=([\d.]+)"', LOCK.read_text(), re.M)
     interpreter = find_python(python_version.group(1) if python_version else "3.12")
     if interpreter is None:
@@ -217,6 +218,8 @@ def environment(build: Path) -> Path:
 
 
 def main() -> int:
+    from bench import Target, serve, wrk
+
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=8, help="seconds per variant per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported")
