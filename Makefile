@@ -14,6 +14,8 @@ DEMO_VENV := build/demo-venv
 DEMO_PORT ?= 8000
 # pytest-xdist workers; each bakes and installs the combinations it runs.
 WORKERS ?= 2
+# make bench BENCH_ARGS="--rounds 5": benchmarks/bench.py --help lists the options.
+BENCH_ARGS ?=
 
 .PHONY: help sync demo test wrk bench bench-metrics bench-wrapper lint locks locks-upgrade clean
 
@@ -65,7 +67,7 @@ wrk:
 	  fi; }
 
 bench: sync wrk ## Benchmark the health endpoints against baselines (needs wrk, PostgreSQL); writes docs/benchmarks.*
-	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(VENV)/bin/python benchmarks/bench.py
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(VENV)/bin/python benchmarks/bench.py $(BENCH_ARGS)
 
 bench-metrics: sync wrk ## Compare the cost of HTTP metrics libraries on one route (needs wrk)
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(VENV)/bin/python benchmarks/http_metrics.py
