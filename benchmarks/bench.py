@@ -253,9 +253,12 @@ def machine() -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     memory = psutil.virtual_memory().total / 2**30
+    load = os.getloadavg()[1]
     return (
         f"{cpu}, {os.cpu_count()} CPUs, {memory:.0f} GiB RAM, Linux {platform.release()}; "
-        "wrk and the server share the machine"
+        f"wrk and the server share the machine (load average {load:.1f} over the 5 minutes"
+        " before the report: other work on the machine makes the absolute figures and the"
+        " cold starts noisy; the ratios come from interleaved rounds)"
     )
 
 
