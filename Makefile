@@ -1,6 +1,7 @@
 # cookiecutter-fastapi-uptime: the template's own commands.
 #   make demo   bake the default service and serve it on SQLite at http://127.0.0.1:8000
 #   make test   the template's whole test suite (what CI runs)
+#   make bench  benchmark the baked service's probes against bare FastAPI (wrk, PostgreSQL)
 #   make locks  regenerate the baked projects' uv.lock files (after a change to their pyproject.toml)
 .DEFAULT_GOAL := help
 PYTHON ?= python3
@@ -13,8 +14,10 @@ DEMO_VENV := build/demo-venv
 DEMO_PORT ?= 8000
 # pytest-xdist workers; each bakes and installs the combinations it runs.
 WORKERS ?= 2
+# make bench BENCH_ARGS="--rounds 5": benchmarks/bench.py --help lists the options.
+BENCH_ARGS ?=
 
-.PHONY: help sync demo test bench lint locks locks-upgrade clean
+.PHONY: help sync demo test wrk bench bench-metrics bench-wrapper lint locks locks-upgrade clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -53,8 +56,24 @@ demo: $(DEMO_VENV)/.synced ## Bake the default service into build/demo and serve
 test: sync ## Run the template's whole test suite
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(VENV)/bin/pytest -n $(WORKERS) --dist loadgroup
 
-bench: sync ## Benchmark the health endpoints against baselines (needs wrk); writes docs/benchmarks.*
-	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(VENV)/bin/python benchmarks/bench.py
+# wrk is Debian's package; as root (CI, the development machines) it is installed when missing.
+wrk:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }; \
+	  else \
+	    echo "make bench needs wrk: sudo apt-get install wrk (Debian, Ubuntu) or brew install wrk" >&2; \
+	    exit 1; \
+	  fi; }
+
+bench: sync wrk ## Benchmark the health endpoints against baselines (needs wrk, PostgreSQL); writes docs/benchmarks.*
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(VENV)/bin/python benchmarks/bench.py $(BENCH_ARGS)
+
+bench-metrics: sync wrk ## Compare the cost of HTTP metrics libraries on one route (needs wrk)
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(VENV)/bin/python benchmarks/http_metrics.py
+
+bench-wrapper: sync ## Per-run overhead of the baked job wrapper
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(VENV)/bin/python benchmarks/bench_wrapper.py
 
 locks: sync ## Regenerate the baked projects' uv.lock files after a change to their pyproject.toml
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(VENV)/bin/python scripts/locks.py

@@ -17,8 +17,6 @@ import argparse
 import sys
 
 from .logs import configure_logging
-from .scheduling import default_jobs
-from .scheduling.cli import add_jobs_command, jobs_command
 from .server import ServerOptions, serve
 from .settings import ConfigurationError, load_settings
 
@@ -31,11 +29,19 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", metavar="{serve,jobs}")
     serve_parser = commands.add_parser("serve", help="serve the API on HOST:PORT (the default)")
     add_serve_options(serve_parser)
-    add_jobs_command(commands)
+    argv = sys.argv[1:] if argv is None else argv
+    # Serving imports no CLI code (cold start, memory): the jobs command only when asked for.
+    if argv[:1] not in ([], ["serve"]):
+        from .scheduling.cli import add_jobs_command
+
+        add_jobs_command(commands)
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
         if args.command == "jobs":
+            from .scheduling import default_jobs
+            from .scheduling.cli import jobs_command
+
             configure_logging(settings)
             return jobs_command(args, settings=settings, jobs=default_jobs())
     except ConfigurationError as error:

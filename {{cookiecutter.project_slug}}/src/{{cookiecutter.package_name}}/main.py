@@ -17,6 +17,7 @@ from typing import Any
 
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from . import __version__
 {%- if cookiecutter.use_redis %}
@@ -31,10 +32,12 @@ from .db import (
 from .errors import install_error_handlers
 from .health import HealthChecks
 from .health import router as health_router
+from .health.probes import ProbeFastPath
+from .health.router import LIVE_BODY
 from .heartbeat_targets import resolve_targets
 from .items.router import router as items_router
 from .logs import configure_logging
-from .metrics import HttpMetrics, Metrics, serve_metrics
+from .metrics import Metrics, add_http_metrics, serve_metrics
 from .metrics import router as metrics_router
 from .scheduling import JobRegistry, default_jobs
 from .scheduling.scheduler import JobScheduler
@@ -99,6 +102,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info("stopping %s", SERVICE_ID)
 
 
+class ServiceApp(FastAPI):
+    """FastAPI with the probes' fast path (``health/probes.py``) in front of its middleware."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return ProbeFastPath(
+            super().build_middleware_stack(),
+            state=self.state,
+            metrics=self.state.metrics,
+            request_id_header=REQUEST_ID_HEADER,
+            live_body=LIVE_BODY,
+        )
+
+
 def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = None) -> FastAPI:
     """Build the application.
 
@@ -112,7 +128,7 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
     """
     settings = settings if settings is not None else load_settings()
     jobs = jobs if jobs is not None else default_jobs()
-    app = FastAPI(
+    app = ServiceApp(
         title="{{ cookiecutter.project_name }}",
         description="{{ cookiecutter.description }}",
         version=__version__,
@@ -137,7 +153,7 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
         unavailable_errors=DATABASE_UNAVAILABLE_ERRORS,
         is_unavailable=database_unavailable,
     )
-    app.add_middleware(HttpMetrics, metrics=app.state.metrics)
+    add_http_metrics(app, app.state.metrics)
     # Outermost of ours: the request ID exists before anything else logs, and every
     # response, 503s included, returns it in X-Request-ID (see logs.py).
     app.add_middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER)

@@ -20,17 +20,19 @@ Series:
   ``failure`` (after every retry) or ``dropped`` (too many pings already pending).
 - ``http_requests_total{method,route,status}`` and
   ``http_request_duration_seconds{method,route,status}``: requests by route template
-  (``/items/{item_id}``, not the raw path, so cardinality stays bounded).
+  (``/items/{item_id}``, not the raw path, so cardinality stays bounded; ``<unmatched>``
+  for a path no route matches); ``method`` is one of RFC 9110's or ``other``, and
+  ``status`` the exact code. prometheus-fastapi-instrumentator's middleware observes
+  them (``add_http_metrics``); the probes' fast path (``health/probes.py``) too.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -40,7 +42,8 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_fastapi_instrumentator.metrics import Info
+from prometheus_fastapi_instrumentator.middleware import PrometheusInstrumentatorMiddleware
 
 JOB_OUTCOMES = ("success", "failure", "cancelled")
 PING_OUTCOMES = ("success", "failure", "dropped")
@@ -48,6 +51,7 @@ PING_OUTCOMES = ("success", "failure", "dropped")
 JOB_DURATION_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600)
 # Label value for requests that matched no route, so random paths add no series.
 UNMATCHED_ROUTE = "<unmatched>"
+UNTEMPLATED = "none"
 # The methods of RFC 9110 and PATCH (RFC 5789); any other is counted as OTHER_METHOD.
 HTTP_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
@@ -106,45 +110,39 @@ class Metrics:
                 self.heartbeat_pings.labels(job_id, outcome)
             self.job_duration.labels(job_id)
 
+    def observe_request(self, method: str, route: str, status: int | str, seconds: float) -> None:
+        """Count one request: its method (``other`` unless one of ``HTTP_METHODS``), route
+        template, status code and latency in seconds."""
+        labels = (method if method in HTTP_METHODS else OTHER_METHOD, route, str(status))
+        self.http_requests.labels(*labels).inc()
+        self.http_request_duration.labels(*labels).observe(seconds)
+
+    def observe_info(self, info: Info) -> None:
+        """prometheus-fastapi-instrumentator's instrumentation: ``observe_request`` of ``info``."""
+        # With should_group_untemplated the library names a request that matched no route "none".
+        route = UNMATCHED_ROUTE if info.modified_handler == UNTEMPLATED else info.modified_handler
+        self.observe_request(info.method, route, info.modified_status, info.modified_duration)
+
     def render(self) -> bytes:
         """The registry in the Prometheus text exposition format."""
         return generate_latest(self.registry)
 
 
-class HttpMetrics:
-    """Pure ASGI middleware counting requests and their latency by route template.
+def add_http_metrics(app: FastAPI, metrics: Metrics) -> None:
+    """Count ``app``'s requests and their latency by route template (prometheus-fastapi-instrumentator).
 
-    The router stores the matched route in ``scope["route"]``; its ``path`` is the
-    template. A request that raises counts as a 500, as the error middleware answers.
+    The library's pure ASGI middleware finds the route template (``/items/{item_id}``,
+    mounts and routers included) and times the request; a request that raises
+    counts as a 500, as the error middleware answers. Its own series are not used:
+    ``Metrics.observe_request`` writes the service's two, method bounded.
     """
-
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_observe(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_observe)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
-            method = scope["method"] if scope["method"] in HTTP_METHODS else OTHER_METHOD
-            labels = (method, route, str(status))
-            self.metrics.http_requests.labels(*labels).inc()
-            self.metrics.http_request_duration.labels(*labels).observe(
-                time.perf_counter() - started
-            )
+    app.add_middleware(
+        PrometheusInstrumentatorMiddleware,
+        should_group_status_codes=False,
+        should_group_untemplated=True,
+        instrumentations=[metrics.observe_info],
+        registry=metrics.registry,
+    )
 
 
 @contextmanager

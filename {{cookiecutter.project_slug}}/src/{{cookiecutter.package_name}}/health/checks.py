@@ -196,6 +196,21 @@ class HealthChecks:
         """Register ``check``; a check with the same key is replaced."""
         self._checks[check.key] = CachedCheck(check, timeout=self.timeout, cache_ttl=self.cache_ttl)
 
+    def cached_readiness(self) -> Rendered | None:
+        """``last_readiness`` while it was encoded from every readiness check's current
+        fresh result, else ``None`` (a probe must run the checks, or the body is stale)."""
+        last = self.last_readiness
+        if last is None:
+            return None
+        index = 0
+        for cached in self._checks.values():
+            if not cached.check.readiness:
+                continue
+            if index == len(last.results) or cached.fresh() is not last.results[index]:
+                return None
+            index += 1
+        return last if index == len(last.results) else None
+
     async def run(self, *, readiness_only: bool) -> list[tuple[HealthCheck, CheckResult]]:
         """Run the checks concurrently; returns ``(check, result)`` pairs in registration order."""
         selected = [

@@ -48,7 +48,6 @@ from ..settings import Settings
 from .health import job_check, scheduler_check
 from .heartbeat import Heartbeat
 from .leader import LeaderElection, Lease, Term, process_identity
-from .monitor_sync import SyncError, sync_monitors
 from .registry import JobRegistry
 from .runner import JobRunner
 from .state import JobStates
@@ -325,7 +324,10 @@ class JobScheduler:
             self._monitor_sync = asyncio.create_task(self._sync_monitors(), name="sync-monitors")
 
     async def _sync_monitors(self) -> None:
-        # HEARTBEAT_SYNC_MONITORS: once per lead, in the background, never fatal.
+        # HEARTBEAT_SYNC_MONITORS: once per lead, in the background, never fatal. Imported
+        # here: the Management API client is not needed to serve (cold start, memory).
+        from .monitor_sync import SyncError, sync_monitors
+
         def report(line: str) -> None:
             logger.info("heartbeat monitors: %s", line)
 

@@ -1,6 +1,10 @@
-"""Per-run overhead of the job wrapper, against the same job unwrapped, in one process.
+"""Benchmarks: per-run overhead of the baked job wrapper, against the same job unwrapped.
 
-    uv run python scripts/bench_wrapper.py [--runs 20000]
+    make bench-wrapper    # python benchmarks/bench_wrapper.py [--runs 20000]
+
+Bakes the default service into ``build/bench-wrapper``, installs it with its dev
+group (pytest-httpserver) and runs this file again with the bake's interpreter and
+``--package``, in one process:
 
 Three ways to run a job that returns at once, interleaved in rounds so that they
 share the same machine state:
@@ -20,57 +24,44 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import re
+import shutil
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import cast
-
-import httpx
-from apscheduler.triggers.interval import IntervalTrigger
-from pytest_httpserver import HTTPServer
-
-from {{ cookiecutter.package_name }}.db import Database
-from {{ cookiecutter.package_name }}.heartbeat_targets import HeartbeatTarget
-from {{ cookiecutter.package_name }}.metrics import Metrics
-from {{ cookiecutter.package_name }}.scheduling import (
-    JobContext,
-    JobRegistry,
-)
-from {{ cookiecutter.package_name }}.scheduling.heartbeat import Heartbeat
-from {{ cookiecutter.package_name }}.scheduling.runner import JobRunner
-from {{ cookiecutter.package_name }}.scheduling.state import JobStates
-from {{ cookiecutter.package_name }}.settings import (
-    HeartbeatProtocol,
-    Settings,
-)
+from pathlib import Path
+from typing import Any
 
 ROUNDS = 10
 # Runs timed together before their pings are delivered: two pings each, below the
 # heartbeat's cap of pending pings (MAX_PENDING_PINGS), so none is dropped.
 PING_CHUNK = 40
-# The benchmarked job never touches the database.
-NO_DATABASE = cast("Database", None)
+# The baked package's modules, imported by ``run`` (this file is not rendered by cookiecutter).
+baked: dict[str, Any] = {}
 
 
-async def noop(context: JobContext) -> None:
+async def noop(context: Any) -> None:
     return None
 
 
-def runner_for(jobs: JobRegistry, target: HeartbeatTarget | None) -> JobRunner:
-    metrics = Metrics()
-    return JobRunner(
+def runner_for(jobs: Any, target: Any) -> Any:
+    metrics = baked["metrics"].Metrics()
+    return baked["runner"].JobRunner(
         jobs=jobs,
         targets={"noop": target},
-        heartbeat=Heartbeat(metrics=metrics, timeout=5.0, retries=0),
-        states=JobStates(["noop"]),
+        heartbeat=baked["heartbeat"].Heartbeat(metrics=metrics, timeout=5.0, retries=0),
+        states=baked["state"].JobStates(["noop"]),
         metrics=metrics,
         # No wait for the start ping: the chunks below time the wrapper's own work.
-        settings=Settings(_env_file=None, heartbeat_start_timeout=0),
-        database=NO_DATABASE,
+        settings=baked["settings"].Settings(_env_file=None, heartbeat_start_timeout=0),
+        # The benchmarked job never touches the database.
+        database=None,
     )
 
 
@@ -82,7 +73,7 @@ async def per_run_batch(run: Callable[[], Awaitable[object]], count: int) -> flo
     return (time.perf_counter() - started) / count
 
 
-async def per_run_pinging(runner: JobRunner, count: int) -> tuple[float, float]:
+async def per_run_pinging(runner: Any, count: int) -> tuple[float, float]:
     """Seconds per run, and seconds per run to deliver the pings afterwards.
 
     Runs go in chunks of ``PING_CHUNK``: the job never yields, so no ping is sent
@@ -102,6 +93,12 @@ async def per_run_pinging(runner: JobRunner, count: int) -> tuple[float, float]:
 
 
 async def bench(runs: int) -> None:
+    import httpx
+    from apscheduler.triggers.interval import IntervalTrigger
+    from pytest_httpserver import HTTPServer
+
+    scheduling = baked["scheduling"]
+    JobContext, JobRegistry = scheduling.JobContext, scheduling.JobRegistry
     jobs = JobRegistry("bench")
     jobs.scheduled("noop", IntervalTrigger(hours=1), grace=timedelta(minutes=1))(noop)
     server = HTTPServer(host="127.0.0.1", port=0)
@@ -110,8 +107,9 @@ async def bench(runs: int) -> None:
     plain = runner_for(jobs, None)
     pinging = runner_for(
         jobs,
-        HeartbeatTarget(
-            url=httpx.URL(server.url_for("/ping/bench")), protocol=HeartbeatProtocol.HEALTHCHECKS
+        baked["heartbeat_targets"].HeartbeatTarget(
+            url=httpx.URL(server.url_for("/ping/bench")),
+            protocol=baked["settings"].HeartbeatProtocol.HEALTHCHECKS,
         ),
     )
     context = JobContext(
@@ -158,11 +156,49 @@ async def bench(runs: int) -> None:
     )
 
 
-def main() -> None:
+def run(package: str, runs: int) -> None:
+    """Import the baked ``package``'s modules and benchmark its wrapper."""
+    for name, module in {
+        "metrics": "metrics",
+        "heartbeat_targets": "heartbeat_targets",
+        "settings": "settings",
+        "scheduling": "scheduling",
+        "heartbeat": "scheduling.heartbeat",
+        "runner": "scheduling.runner",
+        "state": "scheduling.state",
+    }.items():
+        baked[name] = importlib.import_module(f"{package}.{module}")
+    asyncio.run(bench(runs))
+
+
+def bake_and_run(runs: int) -> int:
+    """Bake and install the default service, then run this file with its interpreter."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    from baking import TEMPLATE, bake, install
+
+    build = TEMPLATE / "build" / "bench-wrapper"
+    shutil.rmtree(build, ignore_errors=True)
+    project = bake(build, {})
+    pyproject = (project / "pyproject.toml").read_text()
+    version = re.search(r'^python_version = "([\d.]+)"', pyproject, re.M)
+    python = install(project, version.group(1) if version else "3.12", groups=("dev",))
+    package = next(p.name for p in (project / "src").iterdir() if p.is_dir())
+    argv = [str(python), __file__, "--package", package, "--runs", str(runs)]
+    return subprocess.run(argv, cwd=project, check=False).returncode
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description="Per-run overhead of the job wrapper.")
     parser.add_argument("--runs", type=int, default=20_000, help="runs per way, all rounds")
-    asyncio.run(bench(parser.parse_args().runs))
+    parser.add_argument(
+        "--package", help="the baked package to import (default: bake the default service)"
+    )
+    args = parser.parse_args()
+    if args.package is None:
+        return bake_and_run(args.runs)
+    run(args.package, args.runs)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
