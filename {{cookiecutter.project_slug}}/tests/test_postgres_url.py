@@ -17,7 +17,11 @@ from {{ cookiecutter.package_name }}.postgres import (
     parse_postgres_url,
 )
 from {{ cookiecutter.package_name }}.scheduling import JobRegistry
-from {{ cookiecutter.package_name }}.settings import ConfigurationError, Settings, load_settings
+from {{ cookiecutter.package_name }}.settings import (
+    ConfigurationError,
+    Settings,
+    load_settings,
+)
 
 from .conftest import make_settings, wait_until
 from .database import migrate

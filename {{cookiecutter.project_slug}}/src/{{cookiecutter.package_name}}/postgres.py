@@ -140,4 +140,6 @@ def advisory_lock_key(name: str) -> int:
 
 # Serialises migration runs (``migrations/env.py`` or ``migrate.py``): pods that start
 # together migrate one at a time.
-MIGRATION_LOCK_KEY = advisory_lock_key("{{ cookiecutter.project_slug }}:migrations")
+MIGRATION_LOCK_KEY = advisory_lock_key(
+    "{{ cookiecutter.project_slug }}:migrations",
+)
