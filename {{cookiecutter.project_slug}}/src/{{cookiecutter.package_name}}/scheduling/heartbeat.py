@@ -120,12 +120,29 @@ class Heartbeat:
         self._retries = retries
         self._backoff = backoff
         self._max_pending = max_pending
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout), headers={"User-Agent": USER_AGENT}
-        )
+        # Created at the first ping (``_http``), not at start: its TLS context, certifi's CA
+        # bundle loaded, costs the process about 2 MiB and 60 ms, which a service whose
+        # jobs have no heartbeat target never needs.
+        self._client: httpx.AsyncClient | None = None
+        self._closed = False
         self._lanes: dict[str, _Lane] = {}
         self._log_filter = _RedactHeartbeatUrls()
         logging.getLogger("httpx").addFilter(self._log_filter)
+
+    @property
+    def client_open(self) -> bool:
+        """Whether the HTTP client exists and is open: from the first ping to ``aclose``."""
+        return self._client is not None and not self._client.is_closed
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._closed:
+            # As httpx's closed client would: the attempt fails, is logged and counted.
+            raise RuntimeError("the heartbeat is closed")
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self._timeout), headers={"User-Agent": USER_AGENT}
+            )
+        return self._client
 
     @property
     def pending(self) -> int:
@@ -239,7 +256,7 @@ class Heartbeat:
         headers = {"Content-Type": "text/plain; charset=utf-8"} if body else None
         # httpx's timeout applies per phase (connect, write, read); this bounds the whole.
         async with asyncio.timeout(self._timeout):
-            response = await self._client.request(
+            response = await self._http().request(
                 ping.method, ping.url, content=body, headers=headers
             )
         limit = _body_limit(response)
@@ -268,9 +285,11 @@ class Heartbeat:
             await asyncio.wait(late)
 
     async def aclose(self) -> None:
-        """Cancel pending pings and close the HTTP client."""
+        """Cancel pending pings and close the HTTP client, if a ping ever created it."""
         await self.drain(0)
-        await self._client.aclose()
+        self._closed = True
+        if self._client is not None:
+            await self._client.aclose()
         logging.getLogger("httpx").removeFilter(self._log_filter)
 
 
