@@ -23,14 +23,18 @@ import uuid
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-
-import httpx
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..heartbeat_targets import SERVICE_ID, HeartbeatTarget, redact_url
 from ..metrics import Metrics
 from .pings import FAILURE_BODY_LIMIT, FailureReport, Ping, failure_ping, start_ping, success_ping
+
+if TYPE_CHECKING:
+    import httpx
+
+# httpx and tenacity are imported where a ping needs them, not here: a service whose
+# jobs have no heartbeat target never loads them (about 1.5 MiB; tests/test_serve_path.py).
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +56,16 @@ class _RedactHeartbeatUrls(logging.Filter):
         return True
 
     def _redact(self, arg: object) -> object:
+        import httpx
+
         if isinstance(arg, httpx.URL) and str(arg).startswith(tuple(self.secrets)):
             return redact_url(arg)
         return arg
 
 
 def _retryable(error: BaseException) -> bool:
+    import httpx
+
     if isinstance(error, httpx.HTTPStatusError):
         status = error.response.status_code
         return status >= 500 or status == 429
@@ -65,6 +73,8 @@ def _retryable(error: BaseException) -> bool:
 
 
 def _describe(error: BaseException) -> str:
+    import httpx
+
     # Never str(error): httpx puts the full URL, token included, in its messages.
     if isinstance(error, httpx.HTTPStatusError):
         return f"HTTP {error.response.status_code}"
@@ -139,6 +149,8 @@ class Heartbeat:
             # As httpx's closed client would: the attempt fails, is logged and counted.
             raise RuntimeError("the heartbeat is closed")
         if self._client is None:
+            import httpx
+
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self._timeout), headers={"User-Agent": USER_AGENT}
             )
@@ -222,6 +234,13 @@ class Heartbeat:
 
         Raises nothing but ``CancelledError``: failures are logged and counted.
         """
+        from tenacity import (
+            AsyncRetrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_random_exponential,
+        )
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._retries + 1),
             wait=wait_random_exponential(multiplier=self._backoff, max=30),
