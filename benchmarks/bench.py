@@ -510,9 +510,11 @@ def main() -> int:
         "SQLAlchemy's asyncio engine and ORM, the asyncpg dialect and asyncpg is the floor the",
         "service cannot go below while it serves from that database layer: "
         f"{memory[floor.name] / memory[BARE]:.2f}x the bare app's",
-        "memory in this run. Above it, the service's settings (pydantic-settings), metrics",
-        "(prometheus-client), scheduler (APScheduler) and JSON logs; httpx and tenacity load",
-        "with the first heartbeat target only, the HTTP client with the first ping.",
+        f"memory and {cold[floor.name] / cold[BARE]:.2f}x its cold start in this run. Above it,"
+        " the service's settings",
+        "(pydantic-settings), metrics (prometheus-client), scheduler (APScheduler) and JSON",
+        "logs; httpx and tenacity load with the first heartbeat target only, the HTTP client",
+        "with the first ping.",
         "",
         "HTTP metrics library. prometheus-fastapi-instrumentator's middleware writes the",
         "service's two series (`Metrics.observe_info` bounds the method; route template,",
