@@ -51,12 +51,21 @@ class InstallError(RuntimeError):
     """A baked project's virtualenv could not be built; the message holds uv's output."""
 
 
-def install(project: Path, python_version: str, groups: Sequence[str] = ("dev",)) -> Path:
+def install(
+    project: Path,
+    python_version: str,
+    groups: Sequence[str] = ("dev",),
+    *,
+    compile_bytecode: bool = False,
+) -> Path:
     """Create ``project/.venv`` for ``python_version`` with the project and ``groups``.
 
     Exactly the versions of the bake's ``uv.lock`` (``uv sync --locked``), as the
     project's own ``make install`` does: a stale lock fails here. uv's package cache
-    is shared by every bake. Returns the virtualenv's python.
+    is shared by every bake. ``compile_bytecode`` compiles every module, the project's
+    own included, as the baked Dockerfile's image does (``UV_COMPILE_BYTECODE=1``): a
+    process started under ``PYTHONDONTWRITEBYTECODE=1`` then imports without compiling.
+    Returns the virtualenv's python.
 
     Raises:
         InstallError: no interpreter of that version, or uv failed.
@@ -69,13 +78,20 @@ def install(project: Path, python_version: str, groups: Sequence[str] = ("dev",)
     group_args = [arg for group in groups for arg in ("--group", group)]
     if "dev" not in groups:
         group_args.append("--no-dev")
-    for argv in (
+    if compile_bytecode:
+        group_args.append("--compile-bytecode")
+    python_bin = project / ".venv" / "bin" / "python"
+    commands = [
         ["uv", "venv", "--quiet", "--python", python, ".venv"],
         ["uv", "sync", "--quiet", "--locked", "--python", python, *group_args],
-    ):
+    ]
+    if compile_bytecode:
+        # uv compiles site-packages; the editable project's own source lives in src/.
+        commands.append([str(python_bin), "-m", "compileall", "-q", "src"])
+    for argv in commands:
         result = subprocess.run(
             argv, cwd=project, env=env, capture_output=True, text=True, timeout=900, check=False
         )
         if result.returncode != 0:
             raise InstallError(f"{' '.join(argv)} failed:\n{result.stderr}")
-    return project / ".venv" / "bin" / "python"
+    return python_bin

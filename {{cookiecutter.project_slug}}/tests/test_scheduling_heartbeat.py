@@ -28,7 +28,7 @@ from {{ cookiecutter.package_name }}.scheduling import (
     JobContext,
     JobRegistry,
 )
-from {{ cookiecutter.package_name }}.scheduling.pings import FAILURE_BODY_LIMIT
+from {{ cookiecutter.package_name }}.scheduling.pings import FAILURE_BODY_LIMIT, start_ping
 from {{ cookiecutter.package_name }}.scheduling.runner import RunOutcome
 from {{ cookiecutter.package_name }}.settings import (
     ConfigurationError,
@@ -82,6 +82,45 @@ async def test_healthchecks_start_and_success_pings_share_the_run_id(monitor: HT
     assert sample(metrics, "job_duration_seconds_count", job="nightly") == 1
     assert (sample(metrics, "job_duration_seconds_sum", job="nightly") or 0) >= 0.05
     assert (sample(metrics, "job_last_success_timestamp_seconds", job="nightly") or 0) > 0
+
+
+async def test_the_http_client_is_created_at_the_first_ping_and_closed_at_the_end(
+    monitor: HTTPServer,
+) -> None:
+    # Lazy (cold start, memory): a job without a target never creates it.
+    jobs = JobRegistry("test")
+
+    @jobs.scheduled("watched", HOURLY, grace=GRACE)
+    async def watched(context: JobContext) -> None:
+        pass
+
+    @jobs.scheduled("unwatched", HOURLY, grace=GRACE)
+    async def unwatched(context: JobContext) -> None:
+        pass
+
+    watched_target = target(monitor.url_for("/ping/check-uuid"))
+    async with job_runner(jobs, {"watched": watched_target, "unwatched": None}) as (
+        runner,
+        metrics,
+    ):
+        assert await runner.run("unwatched") is RunOutcome.SUCCESS
+        assert not runner.heartbeat.client_open
+        assert await runner.run("watched") is RunOutcome.SUCCESS
+        await runner.heartbeat.drain(None)
+        assert runner.heartbeat.client_open
+        heartbeat = runner.heartbeat
+
+    assert [r.path for r in requests_of(monitor)] == ["/ping/check-uuid/start", "/ping/check-uuid"]
+    assert sample(metrics, "heartbeat_pings_total", job="watched", outcome="success") == 2
+    assert not heartbeat.client_open
+    # A ping after the close fails like one on httpx's closed client: counted, not raised.
+    late = start_ping(watched_target, uuid.uuid4())
+    assert late is not None
+    done = heartbeat.enqueue("watched", watched_target, late)
+    assert done is not None
+    assert await done is False
+    assert sample(metrics, "heartbeat_pings_total", job="watched", outcome="failure") == 1
+    assert not heartbeat.client_open
 
 
 async def test_a_ping_url_keeps_its_own_query(monitor: HTTPServer) -> None:

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-
-import httpx
+from typing import TYPE_CHECKING
 
 from .settings import (
     ConfigurationError,
@@ -30,6 +29,11 @@ from .settings import (
     load_job_settings,
     refused_host,
 )
+
+if TYPE_CHECKING:
+    # httpx is imported where a URL is parsed: a service whose jobs have no heartbeat
+    # target never loads it (about 1.2 MiB; tests/test_serve_path.py).
+    import httpx
 
 SERVICE_ID = "{{ cookiecutter.project_slug }}"
 # Healthchecks' Check.slug is at most 100 characters (Management API v3, ``slug``).
@@ -85,6 +89,8 @@ def check_monitor_url(name: str, url: httpx.URL, environment: Environment) -> No
 
 
 def _parse_url(name: str, raw: str) -> httpx.URL:
+    import httpx
+
     try:
         return httpx.URL(raw)
     except httpx.InvalidURL:
@@ -106,6 +112,8 @@ def slug_url(settings: Settings, job_id: str) -> httpx.URL | None:
             f"{SLUG_MAX_LENGTH} characters Healthchecks allows; set "
             f"{job_id.upper()}_HEARTBEAT_URL or shorten the job id"
         )
+    import httpx
+
     base = httpx.URL(str(settings.healthchecks_ping_url))
     key = settings.healthchecks_ping_key.get_secret_value()
     url = base.copy_with(path=f"{base.path.rstrip('/')}/{key}/{slug}")

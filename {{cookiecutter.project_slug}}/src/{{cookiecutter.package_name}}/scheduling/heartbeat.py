@@ -23,14 +23,18 @@ import uuid
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-
-import httpx
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..heartbeat_targets import SERVICE_ID, HeartbeatTarget, redact_url
 from ..metrics import Metrics
 from .pings import FAILURE_BODY_LIMIT, FailureReport, Ping, failure_ping, start_ping, success_ping
+
+if TYPE_CHECKING:
+    import httpx
+
+# httpx and tenacity are imported where a ping needs them, not here: a service whose
+# jobs have no heartbeat target never loads them (about 1.5 MiB; tests/test_serve_path.py).
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +56,16 @@ class _RedactHeartbeatUrls(logging.Filter):
         return True
 
     def _redact(self, arg: object) -> object:
+        import httpx
+
         if isinstance(arg, httpx.URL) and str(arg).startswith(tuple(self.secrets)):
             return redact_url(arg)
         return arg
 
 
 def _retryable(error: BaseException) -> bool:
+    import httpx
+
     if isinstance(error, httpx.HTTPStatusError):
         status = error.response.status_code
         return status >= 500 or status == 429
@@ -65,6 +73,8 @@ def _retryable(error: BaseException) -> bool:
 
 
 def _describe(error: BaseException) -> str:
+    import httpx
+
     # Never str(error): httpx puts the full URL, token included, in its messages.
     if isinstance(error, httpx.HTTPStatusError):
         return f"HTTP {error.response.status_code}"
@@ -120,12 +130,31 @@ class Heartbeat:
         self._retries = retries
         self._backoff = backoff
         self._max_pending = max_pending
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout), headers={"User-Agent": USER_AGENT}
-        )
+        # Created at the first ping (``_http``), not at start: its TLS context, certifi's CA
+        # bundle loaded, costs the process about 2 MiB and 60 ms, which a service whose
+        # jobs have no heartbeat target never needs.
+        self._client: httpx.AsyncClient | None = None
+        self._closed = False
         self._lanes: dict[str, _Lane] = {}
         self._log_filter = _RedactHeartbeatUrls()
         logging.getLogger("httpx").addFilter(self._log_filter)
+
+    @property
+    def client_open(self) -> bool:
+        """Whether the HTTP client exists and is open: from the first ping to ``aclose``."""
+        return self._client is not None and not self._client.is_closed
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._closed:
+            # As httpx's closed client would: the attempt fails, is logged and counted.
+            raise RuntimeError("the heartbeat is closed")
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self._timeout), headers={"User-Agent": USER_AGENT}
+            )
+        return self._client
 
     @property
     def pending(self) -> int:
@@ -205,6 +234,13 @@ class Heartbeat:
 
         Raises nothing but ``CancelledError``: failures are logged and counted.
         """
+        from tenacity import (
+            AsyncRetrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_random_exponential,
+        )
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._retries + 1),
             wait=wait_random_exponential(multiplier=self._backoff, max=30),
@@ -239,7 +275,7 @@ class Heartbeat:
         headers = {"Content-Type": "text/plain; charset=utf-8"} if body else None
         # httpx's timeout applies per phase (connect, write, read); this bounds the whole.
         async with asyncio.timeout(self._timeout):
-            response = await self._client.request(
+            response = await self._http().request(
                 ping.method, ping.url, content=body, headers=headers
             )
         limit = _body_limit(response)
@@ -268,9 +304,11 @@ class Heartbeat:
             await asyncio.wait(late)
 
     async def aclose(self) -> None:
-        """Cancel pending pings and close the HTTP client."""
+        """Cancel pending pings and close the HTTP client, if a ping ever created it."""
         await self.drain(0)
-        await self._client.aclose()
+        self._closed = True
+        if self._client is not None:
+            await self._client.aclose()
         logging.getLogger("httpx").removeFilter(self._log_filter)
 
 

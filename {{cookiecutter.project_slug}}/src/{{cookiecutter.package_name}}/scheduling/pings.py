@@ -24,11 +24,14 @@ from __future__ import annotations
 import traceback
 import uuid
 from dataclasses import dataclass, field
-
-import httpx
+from typing import TYPE_CHECKING
 
 from ..heartbeat_targets import HeartbeatTarget
 from ..settings import FailureBody, HeartbeatProtocol
+
+if TYPE_CHECKING:
+    # For annotations only: httpx loads with the first heartbeat target (heartbeat_targets.py).
+    import httpx
 
 # Bytes: the most a failure body carries, whatever the monitor accepts. Healthchecks
 # keeps the first PING_BODY_LIMIT bytes (10,000 by default) and says how many in
