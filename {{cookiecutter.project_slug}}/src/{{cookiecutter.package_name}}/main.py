@@ -8,6 +8,7 @@ tests build their own app with ``create_app(Settings(...), jobs=...)``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -39,6 +40,7 @@ from .items.router import router as items_router
 from .logs import configure_logging
 from .metrics import Metrics, add_http_metrics, serve_metrics
 from .metrics import router as metrics_router
+from .outages import quiet_orphaned_releases
 from .scheduling import JobRegistry, default_jobs
 from .scheduling.scheduler import JobScheduler
 from .settings import ConfigurationError, Settings, load_settings
@@ -56,6 +58,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start every resource onto ``app.state``; stop them in reverse order."""
     settings: Settings = app.state.settings
     async with AsyncExitStack() as stack:
+        stack.enter_context(quiet_orphaned_releases(asyncio.get_running_loop()))
         if settings.metrics_port:
             stack.enter_context(
                 serve_metrics(app.state.metrics, host=settings.host, port=settings.metrics_port)

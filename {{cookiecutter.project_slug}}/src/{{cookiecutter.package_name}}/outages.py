@@ -11,8 +11,13 @@ reads the chain; the database modules decide which exceptions to ask about.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 # SQLSTATE classes and codes that mean the database cannot serve right now.
 UNAVAILABLE_SQLSTATE_CLASSES = (
@@ -126,3 +131,53 @@ def statement_bounds(statement_timeout: float) -> dict[str, Any]:
         "server_settings": {"statement_timeout": str(round(statement_timeout * 1000))},
         "command_timeout": statement_timeout + CLIENT_TIMEOUT_MARGIN,
     }
+
+
+def is_orphaned_release_failure(context: dict[str, Any]) -> bool:
+    """Whether an event loop error ``context`` is a pooled connection's reset failing
+    after its release was cancelled, with an outage in the error's chain.
+
+    asyncpg's ``Pool.release`` shields the release (``PoolConnectionHolder.release``)
+    from the caller's cancellation. When a statement deadline cancels a request
+    while its connection is being released during an outage, the shielded reset
+    goes on alone, times out or fails, and asyncpg terminates that connection (the
+    pool opens a new one when needed). Nobody awaits that task any more, so asyncio
+    reports "Task exception was never retrieved" with a traceback.
+    """
+    task = context.get("future")
+    error = context.get("exception")
+    if not isinstance(task, asyncio.Task) or not isinstance(error, BaseException):
+        return False
+    coroutine = task.get_coro()
+    name = getattr(coroutine, "__qualname__", "")
+    module = getattr(getattr(coroutine, "cr_code", None), "co_filename", "")
+    return (
+        name == "PoolConnectionHolder.release" and "asyncpg" in module and says_unavailable(error)
+    )
+
+
+@contextmanager
+def quiet_orphaned_releases(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """Within the block, ``loop`` logs an orphaned release failure as one WARNING line.
+
+    Only ``is_orphaned_release_failure`` contexts: every other error goes to the
+    handler in place before (asyncio's default when none was set), restored at exit.
+    """
+    previous = loop.get_exception_handler()
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if is_orphaned_release_failure(context):
+            logger.warning(
+                "a pooled database connection was dropped after its release was cancelled: %s",
+                reason(context["exception"]),
+            )
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
+    try:
+        yield
+    finally:
+        loop.set_exception_handler(previous)
