@@ -295,6 +295,25 @@ async def test_sqlite_process_leads_and_the_scheduler_check_says_so(tmp_path: Pa
     assert timedelta(minutes=59) < next_run - datetime.now(UTC) <= HOUR
 
 
+@pytest.mark.parametrize("monitored", [True, False], ids=["a-target", "no-target"])
+async def test_the_heartbeat_client_is_made_at_start_only_when_a_job_has_a_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, monitored: bool
+) -> None:
+    jobs = registry()
+
+    @jobs.scheduled("noop", IntervalTrigger(hours=1), grace=timedelta(minutes=5))
+    async def noop(context: JobContext) -> None:
+        return None
+
+    if monitored:
+        # Never pinged: the job's next fire is an hour away.
+        monkeypatch.setenv("NOOP_HEARTBEAT_URL", "http://127.0.0.1:9/ping/noop")
+    app = create_app(make_settings(sqlite_url(tmp_path)), jobs=jobs)
+    async with app.router.lifespan_context(app):
+        opened = app.state.scheduler.heartbeat.client_open
+    assert opened is monitored
+
+
 async def test_scheduler_disabled_runs_nothing_and_reports_it(tmp_path: Path) -> None:
     jobs = registry()
     runs = 0

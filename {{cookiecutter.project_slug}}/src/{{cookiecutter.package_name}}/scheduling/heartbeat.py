@@ -130,9 +130,9 @@ class Heartbeat:
         self._retries = retries
         self._backoff = backoff
         self._max_pending = max_pending
-        # Created at the first ping (``_http``), not at start: its TLS context, certifi's CA
-        # bundle loaded, costs the process about 2 MiB and 60 ms, which a service whose
-        # jobs have no heartbeat target never needs.
+        # Created by ``open`` (at start-up, when a job has a heartbeat target) or else at
+        # the first ping: its TLS context, certifi's CA bundle loaded, costs the process
+        # about 2 MiB and 60 ms, which a service whose jobs have no target never needs.
         self._client: httpx.AsyncClient | None = None
         self._closed = False
         self._lanes: dict[str, _Lane] = {}
@@ -143,6 +143,11 @@ class Heartbeat:
     def client_open(self) -> bool:
         """Whether the HTTP client exists and is open: from the first ping to ``aclose``."""
         return self._client is not None and not self._client.is_closed
+
+    def open(self) -> None:
+        """Create the HTTP client now, before any job runs: importing httpx and loading
+        the CA bundle then happen at start-up, not on the event loop in a job's start ping."""
+        self._http()
 
     def _http(self) -> httpx.AsyncClient:
         if self._closed:

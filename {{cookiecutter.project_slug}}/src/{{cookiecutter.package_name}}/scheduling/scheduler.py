@@ -189,6 +189,8 @@ class JobScheduler:
         if not self.enabled:
             logger.info("scheduler disabled in this process (SCHEDULER_ENABLED=false)")
             return
+        if any(target is not None for target in self.runner.targets.values()):
+            self.heartbeat.open()
         if self.election is None:
             self._start_scheduler()
         else:
