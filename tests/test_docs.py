@@ -176,3 +176,12 @@ def test_commands_run_in_a_fresh_shell(baked: Path) -> None:
         if command.split()[0] in VENV_TOOLS
     ]
     assert bare == []
+
+
+def test_pages_pass_the_whitespace_hooks(baked: Path) -> None:
+    # pre-commit's trailing-whitespace and end-of-file-fixer, on every page.
+    for page, text in pages(baked).items():
+        assert text.endswith("\n"), f"{page}: no newline at the end"
+        assert not text.endswith("\n\n"), f"{page}: blank lines at the end"
+        trailing = [n for n, line in enumerate(text.splitlines(), 1) if line != line.rstrip()]
+        assert trailing == [], f"{page}: trailing whitespace on lines {trailing}"

@@ -8,12 +8,12 @@ environment carries over from command to command, as a terminal's does:
    until ``/health/ready`` answers 200, ``make test``);
 2. every command of "Against PostgreSQL" (``export DATABASE_URL=...``, ``make db``,
    ``make run`` on PostgreSQL);
-3. every other command of every page that tells the user to type something (the rest
-   of README.md, then each ``docs/*.md``), in order: git hooks, jobs run by hand,
-   ``jobs sync-monitors`` and the heartbeat URLs, each as printed; a command this
-   machine cannot run (a cluster, Docker, uv's installer) must match ``NOT_HERE``,
-   which says why;
-4. the job of "Adding a job", appended to ``jobs.py`` exactly as printed;
+3. the job of "Adding a job", appended to ``jobs.py`` exactly as printed;
+4. every other command of every page that tells the user to type something (the rest
+   of README.md, then each ``docs/*.md``), in order: git hooks, the new job run now,
+   jobs run by hand, ``jobs sync-monitors`` and the heartbeat URLs, each as printed; a
+   command this machine cannot run (a cluster, Docker, uv's installer) must match
+   ``NOT_HERE``, which says why;
 5. a ``.env`` as ``.env.example`` suggests, with a ``DATABASE_URL`` of its own, and
    the shell's ``DATABASE_URL`` still exported from step 2;
 6. ``make lint test``.
@@ -281,6 +281,12 @@ def test_the_readme_is_the_path_from_bake_to_a_passing_suite(
         shell.run(command)
     assert f"/{PACKAGE}" in shell.env["DATABASE_URL"]
 
+    (job,) = fenced(section(readme, "Adding a job"), "python")
+    jobs = baked / "src" / PACKAGE / "scheduling" / "jobs.py"
+    jobs.write_text(jobs.read_text() + "\n\n" + job)
+    job_id = re.search(r'@scheduled\("(\w+)"', job)
+    assert job_id is not None
+
     # Every other page's commands, as typed, against the fake monitor.
     fake_monitor(httpserver)
     monitor = httpserver.url_for("").rstrip("/")
@@ -298,17 +304,12 @@ def test_the_readme_is_the_path_from_bake_to_a_passing_suite(
             shell.run(filled_in(command, monitor))
             done.add(command)
             typed.append(f"{page}: {command}")
+    assert any(f"jobs run {job_id[1]}" in command for command in typed), typed
     assert any("jobs run cleanup_items" in command for command in typed), typed
     assert any("jobs sync-monitors" in command for command in typed), typed
     requests = {(request.method, request.path) for request, _ in httpserver.log}
     assert ("POST", "/api/v3/checks/") in requests, "jobs sync-monitors reached no monitor"
     assert any(CHECK_UUID in path for _, path in requests), "the job's own URL got no ping"
-
-    (job,) = fenced(section(readme, "Adding a job"), "python")
-    jobs = baked / "src" / PACKAGE / "scheduling" / "jobs.py"
-    jobs.write_text(jobs.read_text() + "\n\n" + job)
-    job_id = re.search(r'@scheduled\("(\w+)"', job)
-    assert job_id is not None
 
     dotenv = (baked / ".env.example").read_text()
     dotenv += "DATABASE_URL=postgresql://nobody@127.0.0.1:1/from_dotenv\n"
