@@ -89,14 +89,30 @@ def settings_rows(project: Path) -> dict[str, list[str]]:
     return rows
 
 
-def test_the_readme_is_short_and_links_every_page(baked: Path) -> None:
+def reachable(project: Path) -> set[Path]:
+    """The pages a reader reaches from README.md by following links between pages."""
+    seen: set[Path] = set()
+    todo = [project / "README.md"]
+    while todo:
+        page = todo.pop()
+        if page in seen or not page.is_file():
+            continue
+        seen.add(page)
+        for target in LINK.findall(page.read_text()):
+            path = target.partition("#")[0]
+            if path.endswith(".md") and not re.match(r"[a-z]+:", path):
+                todo.append((page.parent / path).resolve())
+    return seen
+
+
+def test_the_readme_is_short_and_every_page_is_reached_from_it(baked: Path) -> None:
     readme = (baked / "README.md").read_text()
     lines = len(readme.splitlines())
     assert lines <= MAX_README_LINES, f"README.md has {lines} lines"
-    docs = sorted(path.name for path in (baked / "docs").glob("*.md"))
+    docs = {path.resolve() for path in (baked / "docs").glob("*.md")}
     assert docs, "no docs/ pages"
-    linked = {Path(target.split("#")[0]).name for target in LINK.findall(readme)}
-    assert sorted(set(docs) - linked) == [], "docs/ pages the README does not link"
+    unreached = sorted(path.name for path in docs - reachable(baked.resolve()))
+    assert unreached == [], "docs/ pages no link leads to from the README"
 
 
 def test_every_link_between_the_pages_resolves(baked: Path) -> None:
