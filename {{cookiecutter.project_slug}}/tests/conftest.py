@@ -164,7 +164,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
     """Settings for a test app, independent of the developer's environment and ``.env``.
 
     Services are the tests' own: with Redis, ``TEST_REDIS_URL`` (default
-    ``redis://127.0.0.1:6379/15``, a database the tests may empty).
+    ``redis://127.0.0.1:6379/15``, shared: each session keeps to ``SESSION_KEY_PREFIX``).
     """
     values: dict[str, object] = {
         "environment": "development",
