@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from {{ cookiecutter.package_name }}.db import create_engine, open_database
+from {{ cookiecutter.package_name }}.db import open_database
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from .conftest import make_settings
@@ -122,7 +122,12 @@ def settings_through(proxy: FreezingProxy, postgres_url: str) -> Settings:
 async def test_a_connection_failing_to_close_in_an_outage_is_one_warning_line(
     postgres_url: str, proxy: FreezingProxy, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # The pools' logger (one per pool class), shared by every engine of the process.
+    pool_logger = logging.getLogger("sqlalchemy.pool.impl.AsyncAdaptedQueuePool")
+    filters = list(pool_logger.filters)
     async with open_database(settings_through(proxy, postgres_url)) as database:
+        assert database.engine.pool.logger is pool_logger
+        assert len(pool_logger.filters) == len(filters) + 1
         with caplog.at_level(logging.INFO, logger=POOL_LOGGER):
             await close_one_beyond_the_pool_while_frozen(database.engine, proxy)
             # The pool still serves, on the connection it kept.
@@ -132,6 +137,7 @@ async def test_a_connection_failing_to_close_in_an_outage_is_one_warning_line(
             database.engine.pool.logger.error(
                 "Exception closing connection %r", "a bug", exc_info=ValueError("a bug")
             )
+    assert pool_logger.filters == filters, "the block's filter is removed at its end"
     records = [r for r in caplog.records if r.name.startswith(POOL_LOGGER)]
     (quieted,) = [r for r in records if r.levelno == logging.WARNING]
     assert quieted.getMessage() == (
@@ -141,18 +147,3 @@ async def test_a_connection_failing_to_close_in_an_outage_is_one_warning_line(
     (bug,) = [r for r in records if r.levelno >= logging.ERROR]
     assert bug.exc_info is not None
     assert isinstance(bug.exc_info[1], ValueError)
-
-
-async def test_outside_the_database_block_the_pool_logs_its_traceback(
-    postgres_url: str, proxy: FreezingProxy, caplog: pytest.LogCaptureFixture
-) -> None:
-    engine = create_engine(settings_through(proxy, postgres_url))  # not open_database's
-    try:
-        with caplog.at_level(logging.INFO, logger=POOL_LOGGER):
-            await close_one_beyond_the_pool_while_frozen(engine, proxy)
-    finally:
-        await engine.dispose()
-    (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert record.levelno == logging.ERROR
-    assert record.getMessage().startswith("Exception closing connection")
-    assert record.exc_info is not None
