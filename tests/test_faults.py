@@ -453,7 +453,7 @@ def test_hostile_inputs_answer_4xx_never_500(
     running: Service, record_property: Callable[[str, object], None]
 ) -> None:
     tally = Tally("hostile inputs")
-    answers = {}
+    answers: dict[tuple[str, str, bytes], int] = {}
     with httpx.Client(base_url=running.base_url, timeout=10.0) as client:
         for method, path, body in HOSTILE_INPUTS:
             key = (method, path, (body or b"")[:40])
