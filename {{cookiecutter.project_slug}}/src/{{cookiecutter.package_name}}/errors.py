@@ -63,10 +63,10 @@ def input_excerpt(value: Any) -> Any:
 def json_safe(value: Any) -> Any:
     """``value`` with what strict JSON in UTF-8 cannot carry spelled out as text.
 
-    A non-finite float becomes ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` (as the
-    client wrote it), a lone surrogate in a string its escape (``"\\ud800"``, six
-    characters); lists, tuples and dicts (keys too) are rebuilt recursively, anything
-    else is returned as it is.
+    A non-finite float (a client's ``NaN``, ``Infinity`` or ``1e400``) becomes
+    ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``, a lone surrogate in a string its
+    escape (``"\\ud800"``, six characters); lists, tuples and dicts (keys too) are
+    rebuilt recursively, anything else is returned as it is.
     """
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
