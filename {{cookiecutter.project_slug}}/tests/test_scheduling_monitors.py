@@ -139,9 +139,10 @@ async def test_sync_creates_each_check_then_changes_nothing(
 ) -> None:
     jobs = registry()
     first = await sync(healthchecks, jobs)
+    tags = f'tags "{SERVICE_ID} development"'
     assert first == [
-        f"created {slug('nightly_report')}",
-        f"created {slug('refresh_cache')}",
+        f'created {slug("nightly_report")}: schedule "30 2 * * *", tz "UTC", grace 3600 s, {tags}',
+        f"created {slug('refresh_cache')}: timeout 600 s, grace 300 s, {tags}",
         f"skipped {slug('once')}: a DateTrigger: Healthchecks checks follow a period or a cron schedule",
     ]
     by_slug = {check["slug"]: check for check in healthchecks.checks.values()}
@@ -179,19 +180,21 @@ async def test_a_changed_job_updates_its_check_and_dry_run_changes_nothing(
     healthchecks.requests.clear()
 
     planned = await sync(healthchecks, jobs, dry_run=True, prune=True)
+    # Each field that changes, old -> new: the ping-created check lacks most of them.
     assert planned == [
-        f"would update {slug('nightly_report')} (grace, schedule)",
-        f"would update {slug('created_by_ping')} (tags)",
+        f"would update {slug('nightly_report')}: grace 3600 s -> 7200 s, "
+        'schedule "30 2 * * *" -> "0 4 * * *"',
+        f'would update {slug("created_by_ping")}: name "x" -> "{slug("created_by_ping")}", '
+        'desc "" -> "Refresh the report cache.", timeout 86400 s -> 3600 s, '
+        f'tags "" -> "{SERVICE_ID} development", channels 0 integrations -> 2 integrations',
         f"would delete {slug('refresh_cache')}",
     ]
     assert healthchecks.checks == before
     assert all(method == "GET" for method, _ in healthchecks.requests)
 
     done = await sync(healthchecks, jobs, prune=True)
-    assert done == [
-        f"updated {slug('nightly_report')} (grace, schedule)",
-        f"updated {slug('created_by_ping')}",
-        f"deleted {slug('refresh_cache')}",
+    assert done == [line.replace("would update", "updated") for line in planned[:2]] + [
+        f"deleted {slug('refresh_cache')}"
     ]
     assert sorted(check["slug"] for check in healthchecks.checks.values()) == sorted(
         [slug("nightly_report"), slug("created_by_ping")]
@@ -200,6 +203,19 @@ async def test_a_changed_job_updates_its_check_and_dry_run_changes_nothing(
         f"unchanged {slug('nightly_report')}",
         f"unchanged {slug('created_by_ping')}",
     ]
+
+
+async def test_a_job_changing_kind_says_which_field_goes(healthchecks: HealthchecksApi) -> None:
+    await sync(healthchecks, registry())
+    jobs = JobRegistry("test")
+    every_ten_minutes = CronTrigger(minute="*/10", timezone=UTC)
+    jobs.scheduled("refresh_cache", every_ten_minutes, grace=timedelta(minutes=5))(noop)
+    assert await sync(healthchecks, jobs) == [
+        f'updated {slug("refresh_cache")}: schedule none -> "*/10 * * * *", '
+        'tz none -> "UTC", timeout 600 s -> none'
+    ]
+    (check,) = [c for c in healthchecks.checks.values() if c["slug"] == slug("refresh_cache")]
+    assert (check["schedule"], check["tz"], "timeout" in check) == ("*/10 * * * *", "UTC", False)
 
 
 async def test_prune_leaves_other_services_checks_alone(healthchecks: HealthchecksApi) -> None:
@@ -281,17 +297,20 @@ def test_the_example_jobs_sync_as_the_readme_shows(
 
     assert main(["jobs", "sync-monitors", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    # One line per job; jobs the service adds later have lines of their own.
+    # One line per job, saying what its check would get; jobs the service adds later
+    # have lines of their own.
+    tags = f'tags "{SERVICE_ID} development"'
+    cleanup = f'{slug("cleanup_items")}: schedule "17 3 * * *", tz "UTC", grace 3600 s, {tags}'
+    example = f"{slug('heartbeat_example')}: timeout 300 s, grace 300 s, {tags}"
     assert len(lines) == len(default_jobs())
-    assert f"would create {slug('cleanup_items')}" in lines
-    assert f"would create {slug('heartbeat_example')}" in lines
+    assert f"would create {cleanup}" in lines
+    assert f"would create {example}" in lines
     assert healthchecks.checks == {}
     assert main(["jobs", "sync-monitors"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    # One line per job; jobs the service adds later have lines of their own.
     assert len(lines) == len(default_jobs())
-    assert f"created {slug('cleanup_items')}" in lines
-    assert f"created {slug('heartbeat_example')}" in lines
+    assert f"created {cleanup}" in lines
+    assert f"created {example}" in lines
     schedules = {c["slug"]: c.get("schedule") for c in healthchecks.checks.values()}
     assert schedules[slug("cleanup_items")] == "17 3 * * *"
 

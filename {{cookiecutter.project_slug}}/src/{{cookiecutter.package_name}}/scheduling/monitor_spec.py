@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -56,25 +56,39 @@ class CheckSpec:
     def payload(self) -> dict[str, Any]:
         return {**self.fields, "channels": "*", "unique": ["slug"]}
 
-    def differences(self, check: dict[str, Any], channels: list[str]) -> list[str]:
-        """The fields whose value in ``check`` (as the API returns it) differs.
+    def differences(self, check: dict[str, Any], channels: list[str]) -> list[Change]:
+        """The fields whose value in ``check`` (as the API returns it) differs, with the
+        value the check has (``None``: it has none) and the value it should have.
 
         ``channels`` are the codes of every integration of the project: what ``"*"``
-        assigns, and what the check's comma-separated ``channels`` must hold.
+        assigns, and what the check's comma-separated ``channels`` must hold (both
+        given as sorted lists of codes). A check of the other kind (simple or cron)
+        has ``timeout`` or ``schedule`` changed to ``None``.
         """
         changed = [
-            key for key, value in self.fields.items() if key != "tags" and check.get(key) != value
+            Change(key, check.get(key), value)
+            for key, value in self.fields.items()
+            if key != "tags" and check.get(key) != value
         ]
         if set(str(check.get("tags", "")).split()) != set(self.fields["tags"].split()):
-            changed.append("tags")
+            changed.append(Change("tags", check.get("tags"), self.fields["tags"]))
         if "timeout" in self.fields and "schedule" in check:
-            changed.append("schedule")
+            changed.append(Change("schedule", check["schedule"], None))
         if "schedule" in self.fields and "timeout" in check:
-            changed.append("timeout")
+            changed.append(Change("timeout", check["timeout"], None))
         assigned = sorted(code for code in str(check.get("channels", "")).split(",") if code)
         if assigned != sorted(channels):
-            changed.append("channels")
+            changed.append(Change("channels", assigned, sorted(channels)))
         return changed
+
+
+class Change(NamedTuple):
+    """One field of a check that differs from its spec: ``old`` as the API returned it
+    (``None`` when absent), ``new`` as the spec has it (``None``: to be dropped)."""
+
+    field: str
+    old: Any
+    new: Any
 
 
 @dataclass(frozen=True, slots=True)
