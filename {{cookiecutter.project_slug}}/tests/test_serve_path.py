@@ -15,7 +15,7 @@ NOT_SERVING = (
     "aerich",
     f"{PACKAGE}.migrate",
     f"{PACKAGE}.scheduling.cli",
-    f"{PACKAGE}.scheduling.monitor_sync",
+    f"{PACKAGE}.heartbeats.monitor_sync",
 )
 # Loaded with the first heartbeat target (heartbeat_targets.py, scheduling/heartbeat.py):
 # a service whose jobs have none, as here, never needs an HTTP client.

@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from ..db import open_database
-from ..heartbeat_targets import resolve_targets
+from ..heartbeats.monitor_sync import SyncError, sync_monitors
+from ..heartbeats.sender import Heartbeat
+from ..heartbeats.targets import resolve_targets
 from ..metrics import Metrics
 from ..settings import Settings
-from .heartbeat import Heartbeat
-from .monitor_sync import SyncError, sync_monitors
 from .registry import JobRegistry
 from .runner import JobRunner, RunOutcome
 from .state import JobStates

@@ -30,12 +30,12 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from ..db import Database
 from ..health.model import utcnow
-from ..heartbeat_targets import HeartbeatTarget
+from ..heartbeats.pings import FailureReport
+from ..heartbeats.sender import Heartbeat
+from ..heartbeats.targets import HeartbeatTarget
 from ..metrics import Metrics
 from ..settings import Settings
-from .heartbeat import Heartbeat
 from .leader import Lease, StaleLeaderError, Term
-from .pings import FailureReport
 from .registry import JobContext, JobRegistry
 from .state import JobStates
 

@@ -42,11 +42,11 @@ from apscheduler.schedulers.base import STATE_RUNNING
 from ..db import Database
 from ..health import HealthCheck
 from ..health.model import utcnow
-from ..heartbeat_targets import HeartbeatTarget, unmonitored_jobs
+from ..heartbeats.sender import Heartbeat
+from ..heartbeats.targets import HeartbeatTarget, unmonitored_jobs
 from ..metrics import Metrics
 from ..settings import Settings
 from .health import job_check, scheduler_check
-from .heartbeat import Heartbeat
 from .leader import LeaderElection, Lease, Term, process_identity
 from .registry import JobRegistry
 from .runner import JobRunner
@@ -328,7 +328,7 @@ class JobScheduler:
     async def _sync_monitors(self) -> None:
         # HEARTBEAT_SYNC_MONITORS: once per lead, in the background, never fatal. Imported
         # here: the Management API client is not needed to serve (cold start, memory).
-        from .monitor_sync import SyncError, sync_monitors
+        from ..heartbeats.monitor_sync import SyncError, sync_monitors
 
         def report(line: str) -> None:
             logger.info("heartbeat monitors: %s", line)

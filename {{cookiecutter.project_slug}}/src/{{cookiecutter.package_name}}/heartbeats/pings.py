@@ -26,8 +26,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..heartbeat_targets import HeartbeatTarget
 from ..settings import FailureBody, HeartbeatProtocol
+from .targets import HeartbeatTarget
 
 if TYPE_CHECKING:
     # For annotations only: httpx loads with the first heartbeat target (heartbeat_targets.py).

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import __version__
-from ..heartbeat_targets import SERVICE_ID, HeartbeatTarget, redact_url
 from ..metrics import Metrics
 from .pings import FAILURE_BODY_LIMIT, FailureReport, Ping, failure_ping, start_ping, success_ping
+from .targets import SERVICE_ID, HeartbeatTarget, redact_url
 
 if TYPE_CHECKING:
     import httpx

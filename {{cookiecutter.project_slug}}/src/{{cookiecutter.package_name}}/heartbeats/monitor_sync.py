@@ -16,10 +16,10 @@ from typing import Any
 
 import httpx
 
-from ..heartbeat_targets import SERVICE_ID
+from ..scheduling.registry import JobRegistry
 from ..settings import Settings
 from .monitor_spec import CheckSpec, Skipped, check_spec
-from .registry import JobRegistry
+from .targets import SERVICE_ID
 
 
 class SyncError(Exception):

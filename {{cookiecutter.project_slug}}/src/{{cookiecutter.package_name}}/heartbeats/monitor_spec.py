@@ -27,8 +27,8 @@ from apscheduler.triggers.cron.expressions import (
 )
 from apscheduler.triggers.interval import IntervalTrigger
 
-from ..heartbeat_targets import SLUG_MAX_LENGTH, job_slug
-from .registry import Job
+from ..scheduling.registry import Job
+from .targets import SLUG_MAX_LENGTH, job_slug
 
 # Healthchecks' bounds of timeout and grace, in seconds.
 SECONDS_MIN = 60
