@@ -11,14 +11,13 @@ the check and ``200`` when it updated the one with that slug. ``--prune`` delete
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
 
-from ..scheduling.registry import JobRegistry
 from ..settings import Settings
-from .monitor_spec import CheckSpec, Skipped, check_spec
+from .monitor_spec import CheckSpec, MonitoredJob, Skipped, check_spec
 from .targets import SERVICE_ID
 
 
@@ -95,7 +94,7 @@ def _error_of(response: httpx.Response) -> str:
 
 
 async def sync_monitors(
-    jobs: JobRegistry,
+    jobs: Iterable[MonitoredJob],
     settings: Settings,
     *,
     report: Callable[[str], None],

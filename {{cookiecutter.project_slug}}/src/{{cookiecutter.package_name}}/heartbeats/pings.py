@@ -30,7 +30,7 @@ from ..settings import FailureBody, HeartbeatProtocol
 from .targets import HeartbeatTarget
 
 if TYPE_CHECKING:
-    # For annotations only: httpx loads with the first heartbeat target (heartbeat_targets.py).
+    # For annotations only: httpx loads with the first heartbeat target (targets.py).
     import httpx
 
 # Bytes: the most a failure body carries, whatever the monitor accepts. Healthchecks

@@ -5,7 +5,7 @@ wrapper as a scheduled run (heartbeat pings, job state, metrics) and exits 1 whe
 the job fails. It does not take the leader lease, is not recorded in
 ``scheduler_runs`` and is not fenced: it is an explicit request to run now,
 whatever the scheduler is doing. ``jobs sync-monitors [--dry-run] [--prune]``
-provisions the jobs' Healthchecks checks (``monitor_sync.py``) and exits 1, with one
+provisions the jobs' Healthchecks checks (``heartbeats/monitor_sync.py``) and exits 1, with one
 line, when the API refuses or cannot be reached.
 """
 

@@ -1,7 +1,7 @@
 """This process's scheduler: APScheduler 3 running the registry while this process leads.
 
-Who leads is decided in ``leader.py`` (a lease row with an epoch); this module only
-schedules. With PostgreSQL the election calls ``_elected(term)``: this process
+Who leads is decided in ``leader.py`` (the election over the lease row of ``lease.py``);
+this module only schedules. With PostgreSQL the election calls ``_elected(term)``: this process
 marks the unfinished runs of older terms superseded, prunes runs older than
 ``SCHEDULER_RUN_RETENTION_DAYS``, starts an ``AsyncIOScheduler`` (in-memory job
 store, every job added with ``replace_existing=True``, ``coalesce=True``,
@@ -12,7 +12,7 @@ within the misfire grace time. Every run is recorded under the term
 flight at once (``superseded``). With SQLite (one process) this process always
 leads and job state stays in memory. With ``HEARTBEAT_SYNC_MONITORS`` each lead
 starts by syncing the jobs' Healthchecks checks in the background
-(``monitor_sync.py``); a failure is logged, never fatal.
+(``heartbeats/monitor_sync.py``); a failure is logged, never fatal.
 
 Stopping at lifespan shutdown: pause the scheduler so no new run starts, wait up
 to ``SCHEDULER_SHUTDOWN_TIMEOUT`` seconds for runs in flight (the lease is still
@@ -47,7 +47,8 @@ from ..heartbeats.targets import HeartbeatTarget, unmonitored_jobs
 from ..metrics import Metrics
 from ..settings import Settings
 from .health import job_check, scheduler_check
-from .leader import LeaderElection, Lease, Term, process_identity
+from .leader import LeaderElection, Term
+from .lease import Lease, process_identity
 from .registry import JobRegistry
 from .runner import JobRunner
 from .state import JobStates
@@ -378,7 +379,7 @@ class JobScheduler:
     async def _fire_at(
         self, job_id: str, scheduled_at: datetime | None, attempt: int, term: Term | None
     ) -> None:
-        # The term as this process knows it; the database checks it again (leader.py).
+        # The term as this process knows it; the database checks it again (lease.py).
         if self.election is not None and (term is None or self.election.term != term):
             logger.error("job %s fire at %s skipped: not the leader", job_id, scheduled_at)
             return
