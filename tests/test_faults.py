@@ -524,7 +524,7 @@ def test_jobs_complete_whatever_the_heartbeat_monitor_does(
     env = service_env(
         private_postgres.url,
         # The monitors live on the loopback, which staging and production refuse as a
-        # monitor address (heartbeat_targets.py); the wrapper is the same in every environment.
+        # monitor address (heartbeats/targets.py); the wrapper is the same in every environment.
         ENVIRONMENT="development",
         HEARTBEAT_TIMEOUT=str(HEARTBEAT_TIMEOUT),
         HEARTBEAT_RETRIES=str(HEARTBEAT_RETRIES),

@@ -32,17 +32,17 @@ from fastapi import FastAPI
 from pytest_httpserver import HTTPServer
 
 from {{ cookiecutter.package_name }}.db import Database
-from {{ cookiecutter.package_name }}.heartbeat_targets import HeartbeatTarget
+from {{ cookiecutter.package_name }}.heartbeats.sender import (
+    MAX_PENDING_PINGS,
+    Heartbeat,
+)
+from {{ cookiecutter.package_name }}.heartbeats.targets import HeartbeatTarget
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.metrics import Metrics
 from {{ cookiecutter.package_name }}.postgres import libpq_dsn
 from {{ cookiecutter.package_name }}.scheduling import (
     JobRegistry,
     default_jobs,
-)
-from {{ cookiecutter.package_name }}.scheduling.heartbeat import (
-    MAX_PENDING_PINGS,
-    Heartbeat,
 )
 from {{ cookiecutter.package_name }}.scheduling.runner import (
     JobRunner,

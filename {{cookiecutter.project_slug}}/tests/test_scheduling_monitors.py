@@ -19,18 +19,18 @@ from cronsim import CronSim
 from pytest_httpserver import HTTPServer
 
 from {{ cookiecutter.package_name }}.__main__ import main
-from {{ cookiecutter.package_name }}.heartbeat_targets import SERVICE_ID
+from {{ cookiecutter.package_name }}.heartbeats.monitor_spec import (
+    Inexpressible,
+    cron_expression,
+)
+from {{ cookiecutter.package_name }}.heartbeats.monitor_sync import sync_monitors
+from {{ cookiecutter.package_name }}.heartbeats.targets import SERVICE_ID
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.scheduling import (
     JobContext,
     JobRegistry,
     default_jobs,
 )
-from {{ cookiecutter.package_name }}.scheduling.monitor_spec import (
-    Inexpressible,
-    cron_expression,
-)
-from {{ cookiecutter.package_name }}.scheduling.monitor_sync import sync_monitors
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from .conftest import app_client, make_settings, wait_until

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -27,14 +27,32 @@ from apscheduler.triggers.cron.expressions import (
 )
 from apscheduler.triggers.interval import IntervalTrigger
 
-from ..heartbeat_targets import SLUG_MAX_LENGTH, job_slug
-from .registry import Job
+from .targets import SLUG_MAX_LENGTH, job_slug
 
 # Healthchecks' bounds of timeout and grace, in seconds.
 SECONDS_MIN = 60
 SECONDS_MAX = 31_536_000
 # Cron's day-of-week names, Sunday first (APScheduler counts from Monday = 0).
 CRON_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+
+
+class MonitoredJob(Protocol):
+    """A declared job as its check sees it (``scheduling.registry.Job`` is one).
+
+    ``trigger`` is an APScheduler 3 trigger; ``grace`` the job's grace time.
+    """
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def trigger(self) -> Any: ...
+
+    @property
+    def grace(self) -> timedelta: ...
 
 
 class Inexpressible(Exception):
@@ -104,7 +122,7 @@ def service_tags(service: str, environment: str) -> str:
     return f"{service} {environment}"
 
 
-def check_spec(job: Job, *, service: str, environment: str) -> CheckSpec | Skipped:
+def check_spec(job: MonitoredJob, *, service: str, environment: str) -> CheckSpec | Skipped:
     """The check ``job`` should have, or why it has none (see the module docstring)."""
     slug = job_slug(job.id)
     try:

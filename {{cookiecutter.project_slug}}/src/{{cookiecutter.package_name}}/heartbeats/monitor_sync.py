@@ -14,15 +14,14 @@ with the service that match no job.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
 
-from ..heartbeat_targets import SERVICE_ID
 from ..settings import Settings
-from .monitor_spec import Change, CheckSpec, Skipped, check_spec
-from .registry import JobRegistry
+from .monitor_spec import Change, CheckSpec, MonitoredJob, Skipped, check_spec
+from .targets import SERVICE_ID
 
 
 class SyncError(Exception):
@@ -132,7 +131,7 @@ def _shown(field: str, value: Any) -> str:
 
 
 async def sync_monitors(
-    jobs: JobRegistry,
+    jobs: Iterable[MonitoredJob],
     settings: Settings,
     *,
     report: Callable[[str], None],
