@@ -38,7 +38,7 @@ from .health.router import LIVE_BODY
 from .heartbeat_targets import resolve_targets
 from .items.router import router as items_router
 from .logs import configure_logging
-from .metrics import Metrics, add_http_metrics, serve_metrics
+from .metrics import Metrics, add_http_metrics, metrics_port_problem, serve_metrics
 from .metrics import router as metrics_router
 from .outages import quiet_orphaned_releases
 from .scheduling import JobRegistry, default_jobs
@@ -174,7 +174,14 @@ def _default_app() -> FastAPI:
         # Here, not in create_app: the process's logging belongs to the process that
         # serves (`python -m` or `uvicorn`), not to every app a test builds.
         configure_logging(settings)
-        return create_app(settings)
+        app = create_app(settings)
+        # Before uvicorn starts: a port in use is then one line, not the lifespan's traceback.
+        problem = settings.metrics_port and metrics_port_problem(
+            settings.host, settings.metrics_port
+        )
+        if problem:
+            raise ConfigurationError(problem)
+        return app
     except ConfigurationError as error:
         # One line naming the setting, not a traceback: this is the operator's mistake.
         raise SystemExit(f"configuration error: {error}") from None
