@@ -7,15 +7,22 @@ in its generic ``DBAPIError``, Tortoise lets them through or wraps them in its
 server's error (PostgreSQL, Appendix A "Error Codes"), asyncpg's own "connection
 is closed", an ``OSError`` or a ``TimeoutError`` from the socket. This module
 reads the chain; the database modules decide which exceptions to ask about.
+
+``connection_problem`` reads it for people: what stopped a connection, to which
+``host:port`` and database, and what to do next, in one line for the commands that
+connect before anything else does (the migrations, ``make db``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from .postgres import PostgresURL
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +53,10 @@ BROKEN_CONNECTION_MESSAGES = (
 CLIENT_TIMEOUT_MARGIN = 1.0
 # Longest cause text a log line quotes: a driver message, not a stack of them.
 MAX_REASON_CHARS = 200
+# SQLSTATE of a database the server does not know (invalid_catalog_name).
+NO_SUCH_DATABASE = "3D000"
+# SQLSTATE class of a refused login (invalid_authorization_specification, wrong password).
+REFUSED_LOGIN_CLASS = "28"
 
 
 def causes(error: BaseException) -> Iterator[BaseException]:
@@ -117,6 +128,59 @@ def reason(error: BaseException) -> str:
     if innermost is not error:
         names += f" <- {type(innermost).__name__}"
     return f"{names}: {message}" if message else names
+
+
+def connection_problem(error: BaseException, server: PostgresURL) -> str | None:
+    """One line: what in ``error``'s chain stopped a connection to ``server``, and the next
+    step; ``None`` when the chain holds no such problem (a bug, or a statement's error).
+
+    Names the server by ``PostgresURL.address`` (``host:port``) and its database, never
+    the user's password, and says what to change: ``make db`` for a database that does
+    not exist, the host, port, user or password in ``DATABASE_URL`` otherwise. E.g.
+    ``database "billing" does not exist on 127.0.0.1:5432: create it with `make db`,
+    or fix its name in DATABASE_URL``.
+    """
+    for cause in causes(error):
+        sqlstate = getattr(cause, "sqlstate", None)
+        if sqlstate == NO_SUCH_DATABASE:
+            name = f'"{server.database}"' if server.database else "named by the user"
+            return (
+                f"database {name} does not exist on {server.address}: create it with "
+                "`make db`, or fix its name in DATABASE_URL"
+            )
+        if isinstance(sqlstate, str) and sqlstate.startswith(REFUSED_LOGIN_CLASS):
+            return (
+                f"{server.address} refused the login ({_first_line(cause)}): fix the user "
+                "or password in DATABASE_URL"
+            )
+        if isinstance(cause, socket.gaierror):
+            return (
+                f"cannot find the host of {server.address} ({_first_line(cause)}): "
+                "fix the host in DATABASE_URL"
+            )
+        if isinstance(cause, ConnectionRefusedError):
+            return (
+                f"nothing accepts connections on {server.address} (connection refused): "
+                "start PostgreSQL there, or fix the host and port in DATABASE_URL"
+            )
+        if isinstance(cause, TimeoutError):
+            return (
+                f"no answer from {server.address} within DATABASE_CONNECT_TIMEOUT: check "
+                "the host and port in DATABASE_URL, and the network between"
+            )
+        if isinstance(cause, OSError):
+            return (
+                f"cannot connect to {server.address} ({_first_line(cause)}): check the "
+                "host and port in DATABASE_URL"
+            )
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    # The error's own message, one line, at most MAX_REASON_CHARS characters.
+    lines = str(error).strip().splitlines()
+    message = lines[0] if lines else type(error).__name__
+    return message[:MAX_REASON_CHARS] + ("..." if len(message) > MAX_REASON_CHARS else "")
 
 
 def statement_bounds(statement_timeout: float) -> dict[str, Any]:
