@@ -10,17 +10,21 @@ reads the chain; the database modules decide which exceptions to ask about.
 
 ``connection_problem`` reads it for people: what stopped a connection, to which
 ``host:port`` and database, and what to do next, in one line for the commands that
-connect before anything else does (the migrations, ``make db``).
+connect before anything else does (the migrations, ``make db``) and for the
+service's start (``report_first_connection``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
+
+import asyncpg
 
 from .postgres import PostgresURL
 
@@ -174,6 +178,40 @@ def connection_problem(error: BaseException, server: PostgresURL) -> str | None:
                 "host and port in DATABASE_URL"
             )
     return None
+
+
+async def _try_first_connection(server: PostgresURL, connect_timeout: float) -> None:
+    try:
+        connection = await asyncpg.connect(server.dsn, timeout=connect_timeout)
+    except Exception as error:
+        problem = connection_problem(error, server) or reason(error)
+        logger.warning(
+            "database not reachable at start-up: %s; readiness fails until then", problem
+        )
+    else:
+        await connection.close()
+
+
+@asynccontextmanager
+async def report_first_connection(
+    server: PostgresURL, *, connect_timeout: float
+) -> AsyncIterator[None]:
+    """Within the block, connect once to ``server`` in the background (within
+    ``connect_timeout`` seconds) and close at once; when that fails, log one WARNING line naming the server,
+    the problem and the next step (``connection_problem``).
+
+    Start-up neither waits for it nor stops: the pools connect on first use, so the
+    service starts while the database is down and readiness reports it; this line says
+    at start what to fix (a database to create with ``make db``, a host or password
+    in ``DATABASE_URL``). The attempt is cancelled if still running at the block's end.
+    """
+    attempt = asyncio.create_task(_try_first_connection(server, connect_timeout))
+    try:
+        yield
+    finally:
+        attempt.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await attempt
 
 
 def _first_line(error: BaseException) -> str:
