@@ -141,7 +141,7 @@ def connection_problem(error: BaseException, server: PostgresURL) -> str | None:
     Names the server by ``PostgresURL.address`` (``host:port``) and its database, never
     the user's password, and says what to change: ``make db`` for a database that does
     not exist, the host, port, user or password in ``DATABASE_URL`` otherwise. E.g.
-    ``database "billing" does not exist on 127.0.0.1:5432: create it with `make db`,
+    ``database "billing" does not exist on 127.0.0.1:5432: create it with make db,
     or fix its name in DATABASE_URL``.
     """
     for cause in causes(error):
@@ -150,7 +150,7 @@ def connection_problem(error: BaseException, server: PostgresURL) -> str | None:
             name = f'"{server.database}"' if server.database else "named by the user"
             return (
                 f"database {name} does not exist on {server.address}: create it with "
-                "`make db`, or fix its name in DATABASE_URL"
+                "make db, or fix its name in DATABASE_URL"
             )
         if isinstance(sqlstate, str) and sqlstate.startswith(REFUSED_LOGIN_CLASS):
             return (
