@@ -90,8 +90,8 @@ def test_a_database_url_port_out_of_range_is_one_line(
 ) -> None:
     url = f"postgresql+asyncpg://billing:{PASSWORD}@127.0.0.1:{port}/billing"
     (line,) = run(project, entry_point, {"DATABASE_URL": url, "METRICS_PORT": "0"})
-    assert line.startswith("configuration error: DATABASE_URL: "), line
-    assert f"port {port!r} must be a number from 1 to 65535" in line, line
+    assert line.startswith("configuration error: DATABASE_URL: its port "), line
+    assert "from 1 to 65535" in line, line
 
 
 @pytest.mark.parametrize("entry_point", ["migrate", "make db"])

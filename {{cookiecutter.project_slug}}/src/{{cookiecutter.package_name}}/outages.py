@@ -169,8 +169,8 @@ def connection_problem(error: BaseException, server: PostgresURL) -> str | None:
             )
         if isinstance(cause, TimeoutError):
             return (
-                f"no answer from {server.address} within DATABASE_CONNECT_TIMEOUT: check "
-                "the host and port in DATABASE_URL, and the network between"
+                f"{server.address} did not answer in time: check the host and port in "
+                "DATABASE_URL, and the network between"
             )
         if isinstance(cause, OSError):
             return (
@@ -197,8 +197,8 @@ async def report_first_connection(
     server: PostgresURL, *, connect_timeout: float
 ) -> AsyncIterator[None]:
     """Within the block, connect once to ``server`` in the background (within
-    ``connect_timeout`` seconds) and close at once; when that fails, log one WARNING line naming the server,
-    the problem and the next step (``connection_problem``).
+    ``connect_timeout`` seconds) and close at once; when that fails, log one WARNING
+    line naming the server, the problem and the next step (``connection_problem``).
 
     Start-up neither waits for it nor stops: the pools connect on first use, so the
     service starts while the database is down and readiness reports it; this line says

@@ -15,6 +15,7 @@ asyncpg would send an unknown name to the server as a setting, which fails every
 connection long after start-up. So is a port that is not a number from 1 to 65535
 (in the netloc or ``?port=``): each reader would otherwise fail its own way, with a
 traceback (``invalid literal for int()``, Tortoise's ``Port is not an integer``).
+No message echoes the URL's text: ``DATABASE_URL`` is a secret.
 """
 
 from __future__ import annotations
@@ -146,9 +147,12 @@ def _netloc_ports(netloc: str) -> list[str]:
 
 
 def _port(text: str) -> int:
-    # A TCP port as libpq takes one: digits only, 1 to 65535.
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
-        raise ValueError(f"port {text!r} must be a number from 1 to 65535")
+    # A TCP port as libpq takes one: digits only, 1 to 65535. Text that is not a number
+    # is not echoed: it may be a password (``user:secret`` written without ``@host``).
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError("its port must be a number from 1 to 65535")
+    if not 1 <= int(text) <= 65535:
+        raise ValueError(f"its port {int(text)} must be from 1 to 65535")
     return int(text)
 
 
