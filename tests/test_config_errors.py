@@ -149,7 +149,9 @@ def test_the_service_names_a_missing_database_and_make_db_at_start(
     assert "make db" in named[0], output
 
 
-def test_a_successful_migration_prints_only_its_result(project: Project) -> None:
+def test_a_successful_tortoise_migration_prints_only_its_result(project: Project) -> None:
+    if project.context["orm"] != "tortoise":
+        pytest.skip("Alembic's progress lines are alembic.ini's loggers, the user's to keep")
     name = f"i18_migrated_{uuid.uuid4().hex[:8]}"
     url = f"{SERVER}/{name}"
     created = project.run(["python", "scripts/create_database.py"], env={"DATABASE_URL": url})
@@ -159,10 +161,7 @@ def test_a_successful_migration_prints_only_its_result(project: Project) -> None
             result = project.run(migrate_command(project.context), env={"DATABASE_URL": url})
             output = result.stdout + result.stderr
             assert result.returncode == 0, output
-            assert "Traceback" not in output, output
-            # Alembic's own progress lines (alembic.ini's loggers) are the user's to keep.
-            if project.context["orm"] == "tortoise":
-                (line,) = lines_of(result)
-                assert re.search(applied, line), line
+            (line,) = lines_of(result)
+            assert re.search(applied, line), line
     finally:
         drop_database(project.path, name)
