@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from . import __version__
+from .api_docs import CDN_DOCS_OFF, add_offline_docs
 {%- if cookiecutter.use_redis %}
 from .cache import open_redis, read_through_redis, redis_check
 {%- endif %}
@@ -141,7 +142,7 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
         redirect_slashes=False,
         # Enforced while the body streams in: a client cannot make the process hold more.
         max_body_size=settings.max_request_body_bytes,
-        **({} if settings.serve_api_docs else NO_API_DOCS),
+        **(CDN_DOCS_OFF if settings.serve_api_docs else NO_API_DOCS),
     )
     app.state.settings = settings
     app.state.service_id = SERVICE_ID
@@ -164,6 +165,8 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
     if not settings.metrics_port:
         app.include_router(metrics_router)
     app.include_router(items_router)
+    if settings.serve_api_docs:
+        add_offline_docs(app)
     return app
 
 
