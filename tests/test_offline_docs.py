@@ -52,7 +52,7 @@ class Rendered:
 
 
 def render(url: str, workdir: Path) -> Rendered:
-    """Load ``url`` in headless Chromium; returns the DOM after its scripts ran, and its requests."""
+    """Load ``url`` in headless Chromium; returns its DOM once its scripts ran, and its requests."""
     assert CHROMIUM is not None
     net_log = workdir / "net-log.json"
     result = subprocess.run(

@@ -45,6 +45,7 @@ from .outages import quiet_orphaned_releases
 from .scheduling import JobRegistry, default_jobs
 from .scheduling.scheduler import JobScheduler
 from .settings import ConfigurationError, Settings, load_settings
+from .tracing import TELEMETRY, start_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +143,8 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
         redirect_slashes=False,
         # Enforced while the body streams in: a client cannot make the process hold more.
         max_body_size=settings.max_request_body_bytes,
+        # What FastAPI's own tracing leaves out (probes), once tracing.py starts it.
+        telemetry=TELEMETRY,
         **(CDN_DOCS_OFF if settings.serve_api_docs else NO_API_DOCS),
     )
     app.state.settings = settings
@@ -158,6 +161,8 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
         is_unavailable=database_unavailable,
     )
     add_http_metrics(app, app.state.metrics)
+    # OpenTelemetry's SDK when OTEL_EXPORTER_OTLP_ENDPOINT is set; not imported otherwise.
+    start_tracing()
     # Outermost of ours: the request ID exists before anything else logs, and every
     # response, 503s included, returns it in X-Request-ID (see logs.py).
     app.add_middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER)
