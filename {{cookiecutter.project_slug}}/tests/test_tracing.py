@@ -265,9 +265,16 @@ def tracing_on(otlp: OtlpReceiver, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint)
     monkeypatch.setenv("OTEL_SERVICE_NAME", "tracing-test")
     yield otlp
+    from opentelemetry import trace
+    from opentelemetry.util._once import Once
+
     from {{ cookiecutter.package_name }} import otel
 
     otel.shutdown()
+    # Unset the global provider again, as OpenTelemetry's own test utilities do
+    # (reset_trace_globals): FastAPI's telemetry in later tests' apps stays off.
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
 
 
 async def test_a_job_run_arrives_as_a_span_with_its_ids_fire_time_and_outcome(
