@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from . import __version__
+from .api_docs import CDN_DOCS_OFF, add_offline_docs
 {%- if cookiecutter.use_redis %}
 from .cache import open_redis, read_through_redis, redis_check
 {%- endif %}
@@ -45,6 +46,7 @@ from .postgres import parse_postgres_url
 from .scheduling import JobRegistry, default_jobs
 from .scheduling.scheduler import JobScheduler
 from .settings import ConfigurationError, Settings, load_settings
+from .tracing import TELEMETRY, start_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +153,9 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
         redirect_slashes=False,
         # Enforced while the body streams in: a client cannot make the process hold more.
         max_body_size=settings.max_request_body_bytes,
-        **({} if settings.serve_api_docs else NO_API_DOCS),
+        # What FastAPI's own tracing leaves out (probes), once tracing.py starts it.
+        telemetry=TELEMETRY,
+        **(CDN_DOCS_OFF if settings.serve_api_docs else NO_API_DOCS),
     )
     app.state.settings = settings
     app.state.service_id = SERVICE_ID
@@ -167,6 +171,8 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
         is_unavailable=database_unavailable,
     )
     add_http_metrics(app, app.state.metrics)
+    # OpenTelemetry's SDK when OTEL_EXPORTER_OTLP_ENDPOINT is set; not imported otherwise.
+    start_tracing()
     # Outermost of ours: the request ID exists before anything else logs, and every
     # response, 503s included, returns it in X-Request-ID (see logs.py).
     app.add_middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER)
@@ -174,6 +180,8 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
     if not settings.metrics_port:
         app.include_router(metrics_router)
     app.include_router(items_router)
+    if settings.serve_api_docs:
+        add_offline_docs(app)
     return app
 
 

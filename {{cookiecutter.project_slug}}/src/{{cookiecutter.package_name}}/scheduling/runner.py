@@ -35,6 +35,7 @@ from ..heartbeats.sender import Heartbeat
 from ..heartbeats.targets import HeartbeatTarget
 from ..metrics import Metrics
 from ..settings import Settings
+from ..tracing import job_run_span
 from .leader import Term
 from .lease import Lease, StaleLeaderError
 from .registry import JobContext, JobRegistry
@@ -138,11 +139,27 @@ class JobRunner:
                 stepped down); nothing is reported to the monitor and no failure is
                 recorded.
         """
+        run_id = uuid.uuid4()
+        with job_run_span(job_id, run_id, scheduled_at) as record_outcome:
+            outcome = await self._run(
+                job_id, run_id, scheduled_at=scheduled_at, term=term, attempt=attempt
+            )
+            record_outcome(outcome)
+            return outcome
+
+    async def _run(
+        self,
+        job_id: str,
+        run_id: uuid.UUID,
+        *,
+        scheduled_at: datetime | None,
+        term: Term | None,
+        attempt: int,
+    ) -> RunOutcome:
         job = self.jobs.get(job_id)
         series = self._series[job_id]
         state = self.states[job_id]
         target = self.targets.get(job_id)
-        run_id = uuid.uuid4()
         recorded = self.lease is not None and term is not None
         if recorded and not await self._record_start(job_id, run_id, scheduled_at, attempt, term):
             return RunOutcome.REFUSED
