@@ -57,6 +57,12 @@ def add_jobs_command(commands: Any) -> None:
         action="store_true",
         help="run as a CronJob's pod: record the fire due now, time limit, SIGTERM cancels",
     )
+    run.add_argument(
+        "--fire-time",
+        type=_aware_datetime,
+        default=None,
+        help="with --cronjob: the fire to record (ISO 8601 with offset) instead of the one due now",
+    )
     cronjobs = actions.add_parser(
         "cronjobs", help="write k8s/base/cronjobs.yaml from the jobs declared runs_in='cronjob'"
     )
@@ -105,7 +111,13 @@ def jobs_command(
     if args.cronjob:
         time_limit = load_cronjob_settings(args.job_id).time_limit
         outcome = asyncio.run(
-            run_cronjob(args.job_id, jobs=jobs, settings=settings, time_limit=time_limit)
+            run_cronjob(
+                args.job_id,
+                jobs=jobs,
+                settings=settings,
+                time_limit=time_limit,
+                scheduled_at=args.fire_time,
+            )
         )
         print(f"{args.job_id}: {outcome.value}", file=out)
         # Refused: another pod runs (or ran) this fire; not this pod's failure.
@@ -220,9 +232,17 @@ def cronjobs_command(jobs: JobRegistry, *, out: TextIO, output: Path | None, che
 
 
 async def run_cronjob(
-    job_id: str, *, jobs: JobRegistry, settings: Settings, time_limit: float
+    job_id: str,
+    *,
+    jobs: JobRegistry,
+    settings: Settings,
+    time_limit: float,
+    scheduled_at: datetime | None = None,
 ) -> RunOutcome:
     """Run ``job_id`` as its CronJob's pod does; see the module docstring.
+
+    ``scheduled_at``: the fire to record; derived from the trigger when omitted
+    (``cronjob.fire_time``).
 
     Returns the outcome (``CANCELLED`` after SIGTERM). Waits at most
     ``HEARTBEAT_FLUSH_TIMEOUT`` seconds for the pings after a SIGTERM.
@@ -232,7 +252,8 @@ async def run_cronjob(
         ConfigurationError: a job's heartbeat URL or protocol is invalid.
     """
     job = jobs.get(job_id)
-    scheduled_at = fire_time(job, datetime.now(UTC))
+    if scheduled_at is None:
+        scheduled_at = fire_time(job, datetime.now(UTC))
     if scheduled_at is None:
         logging.getLogger(__name__).info(
             "job %s: no fire within its grace time of %g s; run by hand, without a fire time",
@@ -296,3 +317,10 @@ async def run_cronjob(
         await heartbeat.aclose()
         if lease is not None:
             await lease.aclose()
+
+
+def _aware_datetime(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset")
+    return moment.astimezone(UTC)
