@@ -370,6 +370,19 @@ async def test_a_failing_pod_run_records_the_failure_and_pings_fail(
     assert check["output"] == f"last run failed with {run['error_type']}"
 
 
+async def test_a_pod_that_cannot_record_its_run_fails_and_pings_fail(
+    monitor: HTTPServer, refused_port: int, tmp_path: Path
+) -> None:
+    unreachable = f"postgresql://postgres@127.0.0.1:{refused_port}/postgres"
+    status, out, err = await finish(await start_pod(unreachable, monitor, tmp_path))
+
+    assert (status, out) == (1, "count_items: failure\n"), err
+    assert "its start could not be recorded" in err
+    (start, _), (fail, body) = pings(monitor)
+    assert (start, fail) == ("/start", "/fail")
+    assert body.split(":", 1)[0] in ("ConnectionRefusedError", "OSError")
+
+
 @pytest.mark.usefixtures("locked_items")
 async def test_a_pod_run_past_its_time_limit_fails_instead_of_hanging(
     service: httpx.AsyncClient, postgres_url: str, monitor: HTTPServer, tmp_path: Path

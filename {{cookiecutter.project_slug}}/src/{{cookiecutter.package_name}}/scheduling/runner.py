@@ -144,7 +144,8 @@ class JobRunner:
 
         With a lease and a ``term`` the run is recorded, and starts only if its start
         could be recorded under ``term`` (``attempt`` of the fire ``scheduled_at``).
-        With a lease and ``cronjob`` it is recorded as a CronJob pod's run (no term).
+        With a lease and ``cronjob`` it is recorded as a CronJob pod's run (no term); a
+        start that cannot be recorded is then a ``FAILURE``, reported to the monitor.
         ``time_limit`` (seconds): past it the run is cancelled and fails with
         ``TimeLimitExceeded``.
 
@@ -162,10 +163,21 @@ class JobRunner:
         target = self.targets.get(job_id)
         run_id = uuid.uuid4()
         recorded = self.lease is not None and (term is not None or cronjob)
-        if recorded and not await self._record_start(
-            job_id, run_id, scheduled_at, attempt, term, cronjob
-        ):
-            return RunOutcome.REFUSED
+        try:
+            if recorded and not await self._record_start(
+                job_id, run_id, scheduled_at, attempt, term, cronjob
+            ):
+                return RunOutcome.REFUSED
+        except Exception as error:
+            # A CronJob pod's start that could not be recorded (the database is down):
+            # a failure, reported, since no scheduler will try again.
+            series.failure.inc()
+            if target is not None:
+                unrecorded = await self.heartbeat.begin(
+                    job_id, target, run_id, wait=self.settings.heartbeat_start_timeout
+                )
+                unrecorded.failed(FailureReport.of(error, self.settings.heartbeat_failure_body))
+            return RunOutcome.FAILURE
         if target is None:
             logger.debug("job %s has no heartbeat monitor", job_id)
             pings = None
@@ -270,6 +282,8 @@ class JobRunner:
                 scheduled_at,
                 type(error).__name__,
             )
+            if cronjob:
+                raise
             return False
         if not started and cronjob:
             logger.warning(
