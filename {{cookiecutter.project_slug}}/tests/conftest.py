@@ -65,7 +65,7 @@ ADMIN_URL = normalize_database_url(
 
 # Variables that name a setting of the service, or a job's (<JOB_ID>_HEARTBEAT_URL).
 SETTING_NAMES = frozenset(name.upper() for name in Settings.model_fields) | {"SECRETS_DIR"}
-JOB_SETTING_SUFFIXES = ("_HEARTBEAT_URL", "_HEARTBEAT_PROTOCOL")
+JOB_SETTING_SUFFIXES = ("_HEARTBEAT_URL", "_HEARTBEAT_PROTOCOL", "_TIME_LIMIT")
 
 
 @pytest.fixture(scope="session", autouse=True)

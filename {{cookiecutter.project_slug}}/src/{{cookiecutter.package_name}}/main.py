@@ -44,6 +44,7 @@ from .metrics import router as metrics_router
 from .outages import quiet_orphaned_releases, report_first_connection
 from .postgres import parse_postgres_url
 from .scheduling import JobRegistry, default_jobs
+from .scheduling.cronjob import time_limits
 from .scheduling.scheduler import JobScheduler
 from .settings import ConfigurationError, Settings, load_settings
 from .tracing import TELEMETRY, start_tracing
@@ -98,6 +99,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             database=database,
             metrics=app.state.metrics,
             targets=app.state.heartbeat_targets,
+            time_limits=app.state.job_time_limits,
         )
         for check in scheduler.health_checks():
             app.state.health.add(check)
@@ -139,7 +141,8 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
 
     Raises:
         ConfigurationError: ``settings`` omitted and the environment is invalid, or a
-            job's ``<JOB_ID>_HEARTBEAT_URL`` / ``<JOB_ID>_HEARTBEAT_PROTOCOL`` is.
+            job's ``<JOB_ID>_HEARTBEAT_URL`` / ``<JOB_ID>_HEARTBEAT_PROTOCOL`` /
+            ``<JOB_ID>_TIME_LIMIT`` is.
     """
     settings = settings if settings is not None else load_settings()
     jobs = jobs if jobs is not None else default_jobs()
@@ -162,6 +165,7 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
     app.state.jobs = jobs
     # Read at registration: the URLs are secrets, kept out of Settings and its repr.
     app.state.heartbeat_targets = resolve_targets((job.id for job in jobs), settings)
+    app.state.job_time_limits = time_limits(jobs)
     app.state.metrics = Metrics()
     install_error_handlers(
         app,
