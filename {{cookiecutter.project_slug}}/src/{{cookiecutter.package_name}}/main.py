@@ -92,7 +92,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if scheduler.enabled and scheduler.unmonitored:
             logger.warning(
                 "jobs without a heartbeat monitor, unwatched from outside: %s "
-                "(set HEALTHCHECKS_PING_KEY or <JOB_ID>_HEARTBEAT_URL)",
+                "(set HEALTHCHECKS_PING_KEY, <JOB_ID>_HEARTBEAT_URL or HEARTBEAT_PROTOCOL=sentry)",
                 ", ".join(sorted(scheduler.unmonitored)),
             )
         app.state.scheduler = scheduler
@@ -148,6 +148,11 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
     app.state.jobs = jobs
     # Read at registration: the URLs are secrets, kept out of Settings and its repr.
     app.state.heartbeat_targets = resolve_targets((job.id for job in jobs), settings)
+    if settings.sentry_dsn is not None:
+        # Imported only when set, before any middleware is added (the SDK patches them).
+        from .sentry import start_sentry
+
+        start_sentry(settings, targets=app.state.heartbeat_targets)
     app.state.metrics = Metrics()
     install_error_handlers(
         app,

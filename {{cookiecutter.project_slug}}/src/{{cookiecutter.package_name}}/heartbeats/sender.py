@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..metrics import Metrics
+from . import crons
+from .monitor_spec import Inexpressible, MonitoredJob
 from .pings import FAILURE_BODY_LIMIT, FailureReport, Ping, failure_ping, start_ping, success_ping
-from .targets import SERVICE_ID, HeartbeatTarget, redact_url
+from .targets import SERVICE_ID, HeartbeatTarget, SentryMonitor, Target, redact_url
 
 if TYPE_CHECKING:
     import httpx
@@ -171,20 +173,31 @@ class Heartbeat:
         lane = self._lanes.get(str(target.url))
         return lane.body_limit if lane is not None else FAILURE_BODY_LIMIT
 
-    def hide_in_logs(self, targets: Iterable[HeartbeatTarget]) -> None:
+    def hide_in_logs(self, targets: Iterable[Target]) -> None:
         """Redact the URLs of ``targets`` in httpx's request log lines from now on."""
         for target in targets:
-            self._log_filter.secrets.add(str(target.url.copy_with(query=None)).rstrip("/"))
+            if isinstance(target, HeartbeatTarget):
+                self._log_filter.secrets.add(str(target.url.copy_with(query=None)).rstrip("/"))
 
     async def begin(
-        self, job_id: str, target: HeartbeatTarget, run_id: uuid.UUID, *, wait: float
-    ) -> RunPings:
+        self,
+        job_id: str,
+        target: Target,
+        run_id: uuid.UUID,
+        *,
+        wait: float,
+        job: MonitoredJob | None = None,
+    ) -> RunPings | RunCheckIns:
         """Queue the start ping of a run, if the protocol has one, and wait up to ``wait``
         seconds for the monitor to take it: the run's body starts after its start.
 
         A slower monitor gets the ping later, still before the run's other pings.
-        Call ``hide_in_logs`` with ``target`` first.
+        Call ``hide_in_logs`` with ``target`` first. A Sentry monitor gets its
+        ``in_progress`` check-in, with the ``monitor_config`` of ``job``, through the
+        SDK's own queue, which never waits.
         """
+        if isinstance(target, SentryMonitor):
+            return RunCheckIns.begin(target, run_id, job)
         pings = RunPings(self, job_id, target, run_id)
         ping = start_ping(target, pings.run_id)
         if ping is not None:
@@ -332,10 +345,59 @@ class RunPings:
         """Queue the success ping; ``duration`` in seconds."""
         self._queue(success_ping(self._target, self.run_id, duration))
 
-    def failed(self, report: FailureReport) -> None:
-        """Queue the failure ping, if the protocol has one."""
+    def failed(self, report: FailureReport, duration: float | None = None) -> None:
+        """Queue the failure ping, if the protocol has one (none says the duration)."""
         self._queue(failure_ping(self._target, self.run_id, report))
 
     def _queue(self, ping: Ping | None) -> None:
         if ping is not None:
             self._heartbeat.enqueue(self._job_id, self._target, ping)
+
+
+class RunCheckIns:
+    """The Sentry Crons check-ins of one run (``crons.py``), sent by the SDK's transport.
+
+    ``sentry_sdk`` is imported here, with the first check-in: only a service whose
+    ``SENTRY_DSN`` is set has such a target (``targets.resolve_targets``).
+    """
+
+    def __init__(
+        self, target: SentryMonitor, run_id: uuid.UUID, config: dict[str, object] | None
+    ) -> None:
+        self._target = target
+        self._config = config
+        self.run_id = run_id
+
+    @classmethod
+    def begin(
+        cls, target: SentryMonitor, run_id: uuid.UUID, job: MonitoredJob | None
+    ) -> RunCheckIns:
+        config = None
+        if job is not None:
+            try:
+                config = crons.monitor_config(job)
+            except Inexpressible as error:
+                logger.debug("job %s: no Sentry monitor_config: %s", job.id, error)
+        check_ins = cls(target, run_id, config)
+        check_ins._send(crons.started(target.slug, run_id, config))
+        return check_ins
+
+    def succeeded(self, duration: float) -> None:
+        """Send the ``ok`` check-in; ``duration`` in seconds."""
+        self._send(
+            crons.finished(self._target.slug, self.run_id, self._config, ok=True, duration=duration)
+        )
+
+    def failed(self, report: FailureReport, duration: float | None = None) -> None:
+        """Send the ``error`` check-in (its event is the failure's own, ``sentry.py``)."""
+        self._send(
+            crons.finished(
+                self._target.slug, self.run_id, self._config, ok=False, duration=duration or 0.0
+            )
+        )
+
+    @staticmethod
+    def _send(check_in: crons.CheckIn) -> None:
+        from ..sentry import send_check_in
+
+        send_check_in(check_in)
