@@ -38,6 +38,7 @@ class SentryIngest:
     server: HTTPServer
     items: list[Item] = field(default_factory=list)
     raw: list[bytes] = field(default_factory=list)
+    encodings: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def dsn(self, public_key: str) -> str:
@@ -51,10 +52,12 @@ class SentryIngest:
         match = ENVELOPE_PATH.match(request.path)
         if match is None or int(match.group(1)) != PROJECT_ID:
             return Response("no such project", status=404)
-        body = decode(request.get_data(), request.headers.get("Content-Encoding", ""))
+        encoding = request.headers.get("Content-Encoding", "")
+        body = decode(request.get_data(), encoding)
         items = parse_envelope(body)
         with self.lock:
             self.raw.append(body)
+            self.encodings.append(encoding)
             self.items.extend(items)
         return Response(json.dumps({"id": "0" * 32}), content_type="application/json")
 

@@ -37,7 +37,9 @@ def test_jobs_list_shows_triggers_grace_and_redacted_heartbeats(
     assert "cron[hour='3', minute='17']" in cleanup
     assert "3600 s" in cleanup
     assert cleanup.endswith("healthchecks https://hc-ping.com/*** (CLEANUP_ITEMS_HEARTBEAT_URL)")
-    assert alive.endswith("none (set HEARTBEAT_EXAMPLE_HEARTBEAT_URL, HEALTHCHECKS_PING_KEY or HEARTBEAT_PROTOCOL=sentry)")
+    assert alive.endswith(
+        "none (set HEARTBEAT_EXAMPLE_HEARTBEAT_URL, HEALTHCHECKS_PING_KEY or HEARTBEAT_PROTOCOL=sentry)"
+    )
     assert TOKEN not in out
 
 

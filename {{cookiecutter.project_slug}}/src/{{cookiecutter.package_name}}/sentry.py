@@ -158,7 +158,6 @@ def start_sentry(settings: Settings, *, targets: Mapping[str, Target | None]) ->
         environment=settings.environment.value,
         release=f"{SERVICE_ID}@{__version__}",
         traces_sample_rate=settings.sentry_traces_sample_rate or None,
-        send_default_pii=False,
         event_scrubber=EventScrubber(denylist=[*DEFAULT_DENYLIST, *SECRET_KEYS], recursive=True),
         before_send=scrub,
         before_send_transaction=lambda event, hint: _scrub(event, secrets),
