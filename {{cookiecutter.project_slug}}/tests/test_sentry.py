@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,16 +22,28 @@ from apscheduler.triggers.interval import IntervalTrigger
 from fastapi import FastAPI, HTTPException
 from pytest_httpserver import HTTPServer
 
+from {{ cookiecutter.package_name }}.__main__ import main
 from {{ cookiecutter.package_name }}.errors import DependencyUnavailable
-from {{ cookiecutter.package_name }}.heartbeats.targets import SentryMonitor, job_slug, resolve_targets
+from {{ cookiecutter.package_name }}.heartbeats.targets import (
+    SentryMonitor,
+    job_slug,
+    resolve_targets,
+    unmonitored_jobs,
+)
 from {{ cookiecutter.package_name }}.main import create_app
-from {{ cookiecutter.package_name }}.scheduling import JobContext, JobRegistry
+from {{ cookiecutter.package_name }}.scheduling import JobContext, JobRegistry, default_jobs
 from {{ cookiecutter.package_name }}.scheduling.runner import RunOutcome
 from {{ cookiecutter.package_name }}.sentry import start_sentry
-from {{ cookiecutter.package_name }}.settings import ConfigurationError, Settings, load_settings
+from {{ cookiecutter.package_name }}.settings import (
+    ConfigurationError,
+    Environment,
+    Settings,
+    load_settings,
+)
 
 from .conftest import app_client, job_runner, make_settings
 from .sentry_ingest import SentryIngest
+from .test_scheduling_cli import run_cli
 
 # Secrets planted in the settings and in the failing code's local variables.
 PUBLIC_KEY = "0123456789abcdef0123456789abcdef"
@@ -312,3 +325,58 @@ def test_bad_sentry_settings_are_one_line_naming_the_setting(
     with pytest.raises(ConfigurationError) as error:
         load_settings()
     assert str(error.value) == message
+
+
+def test_jobs_list_and_sync_monitors_know_sentry_monitors(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SENTRY_DSN", f"https://{PUBLIC_KEY}@sentry.example.com/1")
+    monkeypatch.setenv("HEARTBEAT_PROTOCOL", "sentry")
+    job_ids = [job.id for job in default_jobs()]
+
+    assert main(["jobs", "list"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [row.split()[0] for row in rows] == job_ids
+    for job_id, row in zip(job_ids, rows, strict=True):
+        assert row.endswith(f"sentry monitor {job_slug(job_id)} (HEARTBEAT_PROTOCOL)")
+
+    # No HEALTHCHECKS_API_KEY is needed: there is no check to provision.
+    assert main(["jobs", "sync-monitors"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"nothing to do for {job_slug(job_id)}: its monitor is Sentry Crons "
+        "(HEARTBEAT_PROTOCOL=sentry), created and updated by the job's own check-ins"
+        for job_id in job_ids
+    ]
+
+
+def test_a_sentry_monitored_job_is_watched_in_staging(ingest: SentryIngest) -> None:
+    settings = sentry_settings(ingest, heartbeat_protocol="sentry")
+    targets = resolve_targets(["nightly", "hourly"], settings)
+    assert unmonitored_jobs(targets, Environment.STAGING) == frozenset()
+    assert unmonitored_jobs(dict.fromkeys(targets), Environment.STAGING) == {"nightly", "hourly"}
+
+
+async def test_jobs_run_reports_a_failed_run_from_its_own_process(
+    ingest: SentryIngest, refused_port: int, tmp_path: Path
+) -> None:
+    status, out, err = await run_cli(
+        "jobs",
+        "run",
+        "cleanup_items",
+        env={
+            "DATABASE_URL": f"postgresql://svc:{DB_PASSWORD}@127.0.0.1:{refused_port}/postgres",
+            "SENTRY_DSN": ingest.dsn(PUBLIC_KEY),
+            "CLEANUP_ITEMS_HEARTBEAT_PROTOCOL": "sentry",
+        },
+        cwd=tmp_path,
+    )
+    assert status == 1, err
+    assert out == "cleanup_items: failure\n"
+    (event,) = ingest.of_type("event")
+    assert event["tags"]["job_id"] == "cleanup_items"
+    started, ended = check_ins(ingest, job_slug("cleanup_items"))
+    assert (started["status"], ended["status"]) == ("in_progress", "error")
+    run_id = event["tags"]["run_id"].replace("-", "")
+    assert started["check_in_id"] == ended["check_in_id"] == run_id
+    assert ended["monitor_config"]["schedule"] == {"type": "crontab", "value": "17 3 * * *"}
+    assert_no_secret(ingest)
