@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..metrics import Metrics
-from . import crons
-from .monitor_spec import Inexpressible, MonitoredJob
+from .checkins import RunCheckIns
+from .monitor_spec import MonitoredJob
 from .pings import FAILURE_BODY_LIMIT, FailureReport, Ping, failure_ping, start_ping, success_ping
 from .targets import SERVICE_ID, HeartbeatTarget, SentryMonitor, Target, redact_url
 
@@ -352,52 +352,3 @@ class RunPings:
     def _queue(self, ping: Ping | None) -> None:
         if ping is not None:
             self._heartbeat.enqueue(self._job_id, self._target, ping)
-
-
-class RunCheckIns:
-    """The Sentry Crons check-ins of one run (``crons.py``), sent by the SDK's transport.
-
-    ``sentry_sdk`` is imported here, with the first check-in: only a service whose
-    ``SENTRY_DSN`` is set has such a target (``targets.resolve_targets``).
-    """
-
-    def __init__(
-        self, target: SentryMonitor, run_id: uuid.UUID, config: dict[str, object] | None
-    ) -> None:
-        self._target = target
-        self._config = config
-        self.run_id = run_id
-
-    @classmethod
-    def begin(
-        cls, target: SentryMonitor, run_id: uuid.UUID, job: MonitoredJob | None
-    ) -> RunCheckIns:
-        config = None
-        if job is not None:
-            try:
-                config = crons.monitor_config(job)
-            except Inexpressible as error:
-                logger.debug("job %s: no Sentry monitor_config: %s", job.id, error)
-        check_ins = cls(target, run_id, config)
-        check_ins._send(crons.started(target.slug, run_id, config))
-        return check_ins
-
-    def succeeded(self, duration: float) -> None:
-        """Send the ``ok`` check-in; ``duration`` in seconds."""
-        self._send(
-            crons.finished(self._target.slug, self.run_id, self._config, ok=True, duration=duration)
-        )
-
-    def failed(self, report: FailureReport, duration: float | None = None) -> None:
-        """Send the ``error`` check-in (its event is the failure's own, ``sentry.py``)."""
-        self._send(
-            crons.finished(
-                self._target.slug, self.run_id, self._config, ok=False, duration=duration or 0.0
-            )
-        )
-
-    @staticmethod
-    def _send(check_in: crons.CheckIn) -> None:
-        from ..sentry import send_check_in
-
-        send_check_in(check_in)
