@@ -11,19 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sentry_sdk
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from fastapi import FastAPI, HTTPException
 from pytest_httpserver import HTTPServer
 
 from {{ cookiecutter.package_name }}.__main__ import main
 from {{ cookiecutter.package_name }}.errors import DependencyUnavailable
+from {{ cookiecutter.package_name }}.heartbeats.crons import monitor_config
+from {{ cookiecutter.package_name }}.heartbeats.monitor_spec import Inexpressible
 from {{ cookiecutter.package_name }}.heartbeats.targets import (
     SentryMonitor,
     job_slug,
@@ -31,7 +34,7 @@ from {{ cookiecutter.package_name }}.heartbeats.targets import (
     unmonitored_jobs,
 )
 from {{ cookiecutter.package_name }}.main import create_app
-from {{ cookiecutter.package_name }}.scheduling import JobContext, JobRegistry, default_jobs
+from {{ cookiecutter.package_name }}.scheduling import Job, JobContext, JobRegistry, default_jobs
 from {{ cookiecutter.package_name }}.scheduling.runner import RunOutcome
 from {{ cookiecutter.package_name }}.sentry import start_sentry
 from {{ cookiecutter.package_name }}.settings import (
@@ -386,3 +389,50 @@ async def test_jobs_run_reports_a_failed_run_from_its_own_process(
     assert started["check_in_id"] == ended["check_in_id"] == run_id
     assert ended["monitor_config"]["schedule"] == {"type": "crontab", "value": "17 3 * * *"}
     assert_no_secret(ingest)
+
+
+@pytest.mark.parametrize(
+    ("trigger", "schedule"),
+    [
+        (
+            IntervalTrigger(hours=2, timezone="UTC"),
+            {"type": "interval", "value": 2, "unit": "hour"},
+        ),
+        (IntervalTrigger(days=7, timezone="UTC"), {"type": "interval", "value": 1, "unit": "week"}),
+        (
+            IntervalTrigger(minutes=90, timezone="UTC"),
+            {"type": "interval", "value": 90, "unit": "minute"},
+        ),
+        (
+            CronTrigger(day_of_week="mon-fri", hour=6, timezone="UTC"),
+            {"type": "crontab", "value": "0 6 * * MON-FRI"},
+        ),
+    ],
+)
+def test_monitor_config_follows_the_trigger(trigger: Any, schedule: dict[str, Any]) -> None:
+    job = Job(id="some_job", func=noop, trigger=trigger, grace=timedelta(seconds=61))
+    assert monitor_config(job) == {
+        "schedule": schedule,
+        "timezone": "UTC",
+        "checkin_margin": 2,
+        "max_runtime": 2,
+    }
+
+
+@pytest.mark.parametrize(
+    "trigger",
+    [
+        IntervalTrigger(seconds=90, timezone="UTC"),
+        CronTrigger(second=30, timezone="UTC"),
+        DateTrigger(datetime(2030, 1, 1, tzinfo=UTC)),
+    ],
+    ids=["90 s", "a second field", "a date"],
+)
+def test_a_trigger_sentry_cannot_state_has_no_monitor_config(trigger: Any) -> None:
+    job = Job(id="some_job", func=noop, trigger=trigger, grace=timedelta(minutes=5))
+    with pytest.raises(Inexpressible):
+        monitor_config(job)
+
+
+async def noop(context: JobContext) -> None:
+    return None
