@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..metrics import Metrics
-from .checkins import RunCheckIns
-from .monitor_spec import MonitoredJob
 from .pings import FAILURE_BODY_LIMIT, FailureReport, Ping, failure_ping, start_ping, success_ping
 from .targets import SERVICE_ID, HeartbeatTarget, SentryMonitor, Target, redact_url
 
 if TYPE_CHECKING:
     import httpx
+
+    from .checkins import RunCheckIns
+    from .monitor_spec import MonitoredJob
 
 # httpx and tenacity are imported where a ping needs them, not here: a service whose
 # jobs have no heartbeat target never loads them (about 1.5 MiB; tests/test_serve_path.py).
@@ -197,6 +198,9 @@ class Heartbeat:
         SDK's own queue, which never waits.
         """
         if isinstance(target, SentryMonitor):
+            # Imported with the first Sentry target: a service without one never loads it.
+            from .checkins import RunCheckIns
+
             return RunCheckIns.begin(target, run_id, job)
         pings = RunPings(self, job_id, target, run_id)
         ping = start_ping(target, pings.run_id)
