@@ -28,6 +28,13 @@ SERVE_CODES = [
     f"import {PACKAGE}.main as main; main.create_app()",
     f"import {PACKAGE}.__main__",
 ]
+# The app answering a request: asgi-correlation-id's middleware, built then, imports
+# sentry_sdk whenever it is installed, unless told not to (logs.RequestIdMiddleware).
+ANSWER_A_REQUEST = (
+    f"import asyncio, httpx, {PACKAGE}.main as main; app = main.create_app(); "
+    "client = httpx.AsyncClient(transport=httpx.ASGITransport(app)); "
+    "assert asyncio.run(client.get('http://test/nowhere')).status_code == 404"
+)
 
 
 def loaded_modules(code: str, **env: str) -> set[str]:
@@ -50,7 +57,11 @@ def test_serving_loads_no_migration_or_cli_module(code: str) -> None:
     assert [name for name in SENTRY + SENTRY_CRONS if name in loaded] == []
 
 
+def test_answering_a_request_loads_no_sentry_sdk() -> None:
+    assert [name for name in SENTRY if name in loaded_modules(ANSWER_A_REQUEST)] == []
+
+
 def test_the_sentry_sdk_loads_when_sentry_dsn_is_set() -> None:
-    # The check above can fail: with a DSN the same app does load the SDK.
+    # The checks above can fail: with a DSN the same app does load the SDK.
     dsn = "http://0123456789abcdef@127.0.0.1:9/1"
-    assert set(SENTRY) <= loaded_modules(SERVE_CODES[0], SENTRY_DSN=dsn)
+    assert set(SENTRY) <= loaded_modules(ANSWER_A_REQUEST, SENTRY_DSN=dsn)

@@ -16,7 +16,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from functools import cache
 from typing import Any
 
-from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
@@ -37,7 +36,7 @@ from .health.probes import ProbeFastPath
 from .health.router import LIVE_BODY
 from .heartbeats.targets import resolve_targets
 from .items.router import router as items_router
-from .logs import configure_logging
+from .logs import RequestIdMiddleware, configure_logging
 from .metrics import Metrics, add_http_metrics, serve_metrics
 from .metrics import router as metrics_router
 from .outages import quiet_orphaned_releases
@@ -164,7 +163,11 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
     add_http_metrics(app, app.state.metrics)
     # Outermost of ours: the request ID exists before anything else logs, and every
     # response, 503s included, returns it in X-Request-ID (see logs.py).
-    app.add_middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER)
+    app.add_middleware(
+        RequestIdMiddleware,
+        header_name=REQUEST_ID_HEADER,
+        sentry=settings.sentry_dsn is not None,
+    )
     app.include_router(health_router)
     if not settings.metrics_port:
         app.include_router(metrics_router)
