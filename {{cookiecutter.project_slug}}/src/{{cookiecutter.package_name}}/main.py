@@ -37,9 +37,10 @@ from .health.router import LIVE_BODY
 from .heartbeats.targets import resolve_targets
 from .items.router import router as items_router
 from .logs import RequestIdMiddleware, configure_logging
-from .metrics import Metrics, add_http_metrics, serve_metrics
+from .metrics import Metrics, add_http_metrics, metrics_port_problem, serve_metrics
 from .metrics import router as metrics_router
-from .outages import quiet_orphaned_releases
+from .outages import quiet_orphaned_releases, report_first_connection
+from .postgres import parse_postgres_url
 from .scheduling import JobRegistry, default_jobs
 from .scheduling.scheduler import JobScheduler
 from .settings import ConfigurationError, Settings, load_settings
@@ -64,6 +65,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             )
         database = await stack.enter_async_context(open_database(settings))
         app.state.database = database
+        if settings.database_dsn.startswith("postgresql"):
+            # One line at start naming the server and what to fix when it cannot be
+            # reached; start-up neither waits for it nor stops (readiness reports it).
+            await stack.enter_async_context(
+                report_first_connection(
+                    parse_postgres_url(settings.database_dsn),
+                    connect_timeout=settings.database_connect_timeout,
+                )
+            )
         app.state.health = HealthChecks(
             [database_check(database)],
             timeout=settings.health_check_timeout,
@@ -182,7 +192,14 @@ def _default_app() -> FastAPI:
         # Here, not in create_app: the process's logging belongs to the process that
         # serves (`python -m` or `uvicorn`), not to every app a test builds.
         configure_logging(settings)
-        return create_app(settings)
+        app = create_app(settings)
+        # Before uvicorn starts: a port in use is then one line, not the lifespan's traceback.
+        problem = settings.metrics_port and metrics_port_problem(
+            settings.host, settings.metrics_port
+        )
+        if problem:
+            raise ConfigurationError(problem)
+        return app
     except ConfigurationError as error:
         # One line naming the setting, not a traceback: this is the operator's mistake.
         raise SystemExit(f"configuration error: {error}") from None
