@@ -37,7 +37,7 @@ from {{ cookiecutter.package_name }}.heartbeats.sender import (
     MAX_PENDING_PINGS,
     Heartbeat,
 )
-from {{ cookiecutter.package_name }}.heartbeats.targets import HeartbeatTarget
+from {{ cookiecutter.package_name }}.heartbeats.targets import Target
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.metrics import Metrics
 from {{ cookiecutter.package_name }}.postgres import libpq_dsn
@@ -195,7 +195,7 @@ NO_DATABASE = cast("Database", None)
 @asynccontextmanager
 async def job_runner(
     jobs: JobRegistry,
-    targets: Mapping[str, HeartbeatTarget | None],
+    targets: Mapping[str, Target | None],
     *,
     database: Database = NO_DATABASE,
     settings: Settings | None = None,

@@ -23,7 +23,7 @@ from {{ cookiecutter.package_name }}.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 # Secrets are files mounted from the Secret, never ConfigMap keys.
 SECRET_SETTINGS = frozenset(
-    {"DATABASE_URL", "REDIS_URL", "HEALTHCHECKS_PING_KEY", "HEALTHCHECKS_API_KEY"}
+    {"DATABASE_URL", "REDIS_URL", "HEALTHCHECKS_PING_KEY", "HEALTHCHECKS_API_KEY", "SENTRY_DSN"}
 )
 # Not required in settings.env: the image's CMD passes --host and --port (HOST is there for the metrics port).
 RUNNER_ONLY_SETTINGS = frozenset({"HOST", "PORT"})

@@ -42,7 +42,9 @@ def test_jobs_list_shows_triggers_grace_and_redacted_heartbeats(
         assert rows["count_items"].split()[1] == "cronjob"
     assert "3600 s" in cleanup
     assert cleanup.endswith("healthchecks https://hc-ping.com/*** (CLEANUP_ITEMS_HEARTBEAT_URL)")
-    assert alive.endswith("none (set HEARTBEAT_EXAMPLE_HEARTBEAT_URL or HEALTHCHECKS_PING_KEY)")
+    assert alive.endswith(
+        "none (set HEARTBEAT_EXAMPLE_HEARTBEAT_URL, HEALTHCHECKS_PING_KEY or HEARTBEAT_PROTOCOL=sentry)"
+    )
     assert TOKEN not in out
 
 

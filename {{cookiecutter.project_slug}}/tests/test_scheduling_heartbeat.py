@@ -22,6 +22,7 @@ from {{ cookiecutter.package_name }}.heartbeats import targets as heartbeat_targ
 from {{ cookiecutter.package_name }}.heartbeats.pings import FAILURE_BODY_LIMIT, start_ping
 from {{ cookiecutter.package_name }}.heartbeats.targets import (
     HeartbeatTarget,
+    Target,
     resolve_targets,
 )
 from {{ cookiecutter.package_name }}.metrics import Metrics
@@ -542,8 +543,11 @@ def settings_for(**values: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
-def where(resolved: HeartbeatTarget | None) -> tuple[str, HeartbeatProtocol, str] | None:
-    return None if resolved is None else (str(resolved.url), resolved.protocol, resolved.source)
+def where(resolved: Target | None) -> tuple[str, HeartbeatProtocol, str] | None:
+    if resolved is None:
+        return None
+    assert isinstance(resolved, HeartbeatTarget)
+    return (str(resolved.url), resolved.protocol, resolved.source)
 
 
 def test_heartbeat_settings_come_from_the_environment_dotenv_and_secret_files(

@@ -16,7 +16,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from functools import cache
 from typing import Any
 
-from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
@@ -38,7 +37,7 @@ from .health.probes import ProbeFastPath
 from .health.router import LIVE_BODY
 from .heartbeats.targets import resolve_targets
 from .items.router import router as items_router
-from .logs import configure_logging
+from .logs import RequestIdMiddleware, configure_logging
 from .metrics import Metrics, add_http_metrics, metrics_port_problem, serve_metrics
 from .metrics import router as metrics_router
 from .outages import quiet_orphaned_releases, report_first_connection
@@ -106,7 +105,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if scheduler.enabled and scheduler.unmonitored:
             logger.warning(
                 "jobs without a heartbeat monitor, unwatched from outside: %s "
-                "(set HEALTHCHECKS_PING_KEY or <JOB_ID>_HEARTBEAT_URL)",
+                "(set HEALTHCHECKS_PING_KEY, <JOB_ID>_HEARTBEAT_URL or HEARTBEAT_PROTOCOL=sentry)",
                 ", ".join(sorted(scheduler.unmonitored)),
             )
         app.state.scheduler = scheduler
@@ -166,6 +165,11 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
     # Read at registration: the URLs are secrets, kept out of Settings and its repr.
     app.state.heartbeat_targets = resolve_targets((job.id for job in jobs), settings)
     app.state.job_time_limits = time_limits(jobs)
+    if settings.sentry_dsn is not None:
+        # Imported only when set, before any middleware is added (the SDK patches them).
+        from .sentry import start_sentry
+
+        start_sentry(settings, targets=app.state.heartbeat_targets)
     app.state.metrics = Metrics()
     install_error_handlers(
         app,
@@ -179,7 +183,11 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
     start_tracing()
     # Outermost of ours: the request ID exists before anything else logs, and every
     # response, 503s included, returns it in X-Request-ID (see logs.py).
-    app.add_middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER)
+    app.add_middleware(
+        RequestIdMiddleware,
+        header_name=REQUEST_ID_HEADER,
+        sentry=settings.sentry_dsn is not None,
+    )
     app.include_router(health_router)
     if not settings.metrics_port:
         app.include_router(metrics_router)

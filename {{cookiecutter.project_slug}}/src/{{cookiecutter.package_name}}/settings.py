@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .postgres import parse_postgres_url
+from .sentry_settings import SentrySettings
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./{{ cookiecutter.package_name }}.db"
 DEFAULT_SECRETS_DIR = "/run/secrets/{{ cookiecutter.project_slug }}"
@@ -55,6 +56,8 @@ class HeartbeatProtocol(enum.StrEnum):
     HEALTHCHECKS = "healthchecks"
     UPTIME_KUMA = "uptime-kuma"
     PLAIN = "plain"
+    # Sentry Crons check-ins through the SDK: needs SENTRY_DSN, no URL (heartbeats/crons.py).
+    SENTRY = "sentry"
 
 
 class FailureBody(enum.StrEnum):
@@ -92,7 +95,7 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-class Settings(BaseSettings):
+class Settings(SentrySettings):
     """Typed settings; see ``.env.example`` for every variable with its default."""
 
     model_config = SettingsConfigDict(

@@ -3,5 +3,7 @@
 ``targets.py`` resolves each job's ping URL from the settings, ``pings.py`` says
 what each ping carries per protocol (pure), ``sender.py`` sends them (one ordered,
 bounded queue per target), and ``monitor_spec.py``/``monitor_sync.py`` provision the
-Healthchecks checks from the job registry (``jobs sync-monitors``).
+Healthchecks checks from the job registry (``jobs sync-monitors``). Sentry Crons:
+``crons.py`` says what a run's check-ins carry (pure), ``checkins.py`` sends them
+through the SDK.
 """

@@ -21,7 +21,7 @@ import httpx
 
 from ..settings import Settings
 from .monitor_spec import Change, CheckSpec, MonitoredJob, Skipped, check_spec
-from .targets import SERVICE_ID
+from .targets import SERVICE_ID, SentryMonitor, job_slug, resolve_targets
 
 
 class SyncError(Exception):
@@ -142,14 +142,31 @@ async def sync_monitors(
 
     Lines: ``created <slug>: <what it gets>`` (``describe``), ``updated <slug>: <field
     old -> new, ...>`` (``describe_changes``), ``unchanged <slug>``, ``skipped <slug>:
-    <reason>``, ``deleted <slug>``; with ``dry_run`` nothing is changed and they say
+    <reason>``, ``deleted <slug>``, ``nothing to do for <slug>: <why>`` (a job whose
+    monitor is Sentry's: its check-ins create and update it); with ``dry_run`` nothing
+    is changed and they say
     ``would create``, ``would update``, ``would delete``. Returns each slug's action,
     as its line says it.
 
     Raises:
-        SyncError: no ``HEALTHCHECKS_API_KEY``, or the API refused a request or could
-            not be reached; the message is one line naming the problem.
+        SyncError: no ``HEALTHCHECKS_API_KEY`` (while a job is not Sentry's), or the
+            API refused a request or could not be reached; one line naming the problem.
+        ConfigurationError: a job's heartbeat settings are invalid (``resolve_targets``).
     """
+    jobs = list(jobs)
+    targets = resolve_targets((job.id for job in jobs), settings)
+    actions: dict[str, str] = {}
+    for job in jobs:
+        target = targets.get(job.id)
+        if isinstance(target, SentryMonitor):
+            actions[job_slug(job.id)] = "nothing to do"
+            report(
+                f"nothing to do for {job_slug(job.id)}: its monitor is Sentry Crons "
+                f"({target.source}=sentry), created and updated by the job's own check-ins"
+            )
+    jobs = [job for job in jobs if not isinstance(targets.get(job.id), SentryMonitor)]
+    if not jobs and not prune:
+        return actions
     if settings.healthchecks_api_key is None:
         raise SyncError("HEALTHCHECKS_API_KEY is not set: the project's read-write API key")
     api = HealthchecksApi(
@@ -157,7 +174,6 @@ async def sync_monitors(
         settings.healthchecks_api_key.get_secret_value(),
         timeout=settings.heartbeat_timeout,
     )
-    actions: dict[str, str] = {}
 
     def say(slug: str, action: str, detail: str = "") -> None:
         actions[slug] = action

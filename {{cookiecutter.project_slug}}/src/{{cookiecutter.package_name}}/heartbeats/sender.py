@@ -28,10 +28,13 @@ from typing import TYPE_CHECKING
 from .. import __version__
 from ..metrics import Metrics
 from .pings import FAILURE_BODY_LIMIT, FailureReport, Ping, failure_ping, start_ping, success_ping
-from .targets import SERVICE_ID, HeartbeatTarget, redact_url
+from .targets import SERVICE_ID, HeartbeatTarget, SentryMonitor, Target, redact_url
 
 if TYPE_CHECKING:
     import httpx
+
+    from .checkins import RunCheckIns
+    from .monitor_spec import MonitoredJob
 
 # httpx and tenacity are imported where a ping needs them, not here: a service whose
 # jobs have no heartbeat target never loads them (about 1.5 MiB; tests/test_serve_path.py).
@@ -171,20 +174,34 @@ class Heartbeat:
         lane = self._lanes.get(str(target.url))
         return lane.body_limit if lane is not None else FAILURE_BODY_LIMIT
 
-    def hide_in_logs(self, targets: Iterable[HeartbeatTarget]) -> None:
+    def hide_in_logs(self, targets: Iterable[Target]) -> None:
         """Redact the URLs of ``targets`` in httpx's request log lines from now on."""
         for target in targets:
-            self._log_filter.secrets.add(str(target.url.copy_with(query=None)).rstrip("/"))
+            if isinstance(target, HeartbeatTarget):
+                self._log_filter.secrets.add(str(target.url.copy_with(query=None)).rstrip("/"))
 
     async def begin(
-        self, job_id: str, target: HeartbeatTarget, run_id: uuid.UUID, *, wait: float
-    ) -> RunPings:
+        self,
+        job_id: str,
+        target: Target,
+        run_id: uuid.UUID,
+        *,
+        wait: float,
+        job: MonitoredJob | None = None,
+    ) -> RunPings | RunCheckIns:
         """Queue the start ping of a run, if the protocol has one, and wait up to ``wait``
         seconds for the monitor to take it: the run's body starts after its start.
 
         A slower monitor gets the ping later, still before the run's other pings.
-        Call ``hide_in_logs`` with ``target`` first.
+        Call ``hide_in_logs`` with ``target`` first. A Sentry monitor gets its
+        ``in_progress`` check-in, with the ``monitor_config`` of ``job``, through the
+        SDK's own queue, which never waits.
         """
+        if isinstance(target, SentryMonitor):
+            # Imported with the first Sentry target: a service without one never loads it.
+            from .checkins import RunCheckIns
+
+            return RunCheckIns.begin(target, run_id, job)
         pings = RunPings(self, job_id, target, run_id)
         ping = start_ping(target, pings.run_id)
         if ping is not None:
@@ -332,8 +349,8 @@ class RunPings:
         """Queue the success ping; ``duration`` in seconds."""
         self._queue(success_ping(self._target, self.run_id, duration))
 
-    def failed(self, report: FailureReport) -> None:
-        """Queue the failure ping, if the protocol has one."""
+    def failed(self, report: FailureReport, duration: float | None = None) -> None:
+        """Queue the failure ping, if the protocol has one (none says the duration)."""
         self._queue(failure_ping(self._target, self.run_id, report))
 
     def _queue(self, ping: Ping | None) -> None:

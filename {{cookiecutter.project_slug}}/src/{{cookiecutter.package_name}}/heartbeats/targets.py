@@ -4,11 +4,14 @@ A job's monitor comes from, in order:
 
 1. ``<JOB_ID>_HEARTBEAT_URL`` (a secret), pinged with ``<JOB_ID>_HEARTBEAT_PROTOCOL``,
    else ``HEARTBEAT_PROTOCOL``;
-2. slug mode, when ``HEALTHCHECKS_PING_KEY`` is set: Healthchecks' slug URL
+2. a Sentry Crons monitor, slug ``job_slug``, when ``<JOB_ID>_HEARTBEAT_PROTOCOL``
+   (else ``HEARTBEAT_PROTOCOL``) is ``sentry``: check-ins through the SDK, so it
+   needs ``SENTRY_DSN`` and takes no URL (``crons.py``);
+3. slug mode, when ``HEALTHCHECKS_PING_KEY`` is set: Healthchecks' slug URL
    ``<HEALTHCHECKS_PING_URL>/<ping key>/<slug>``, slug ``<project slug>-<job id with
    "-" for "_">``, plus ``?create=1`` with ``HEALTHCHECKS_AUTO_CREATE`` (the ping API's
    auto-provisioning, https://healthchecks.io/docs/http_api/);
-3. none: the job runs unwatched, which staging and production report (a ``warn``
+4. none: the job runs unwatched, which staging and production report (a ``warn``
    check and a start-up warning).
 
 Outside development a target whose host is a literal loopback, link-local or
@@ -55,6 +58,30 @@ class HeartbeatTarget:
     @property
     def redacted(self) -> str:
         return redact_url(self.url)
+
+
+@dataclass(frozen=True)
+class SentryMonitor:
+    """A job's Sentry Crons monitor: check-ins through the SDK to ``slug``.
+
+    ``source`` names the setting that chose it (``HEARTBEAT_PROTOCOL`` or
+    ``<JOB_ID>_HEARTBEAT_PROTOCOL``).
+    """
+
+    slug: str
+    source: str = ""
+
+    @property
+    def protocol(self) -> HeartbeatProtocol:
+        return HeartbeatProtocol.SENTRY
+
+    @property
+    def redacted(self) -> str:
+        return f"monitor {self.slug}"
+
+
+#: Where a job's heartbeat goes: an HTTP monitor, or a Sentry Crons monitor.
+Target = HeartbeatTarget | SentryMonitor
 
 
 def redact_url(url: httpx.URL) -> str:
@@ -123,7 +150,7 @@ def slug_url(settings: Settings, job_id: str) -> httpx.URL | None:
 
 
 def unmonitored_jobs(
-    targets: Mapping[str, HeartbeatTarget | None], environment: Environment
+    targets: Mapping[str, Target | None], environment: Environment
 ) -> frozenset[str]:
     """The jobs that run unwatched where that must be said: staging and production."""
     if environment is Environment.DEVELOPMENT:
@@ -131,9 +158,7 @@ def unmonitored_jobs(
     return frozenset(job_id for job_id, target in targets.items() if target is None)
 
 
-def resolve_targets(
-    job_ids: Iterable[str], settings: Settings
-) -> dict[str, HeartbeatTarget | None]:
+def resolve_targets(job_ids: Iterable[str], settings: Settings) -> dict[str, Target | None]:
     """Each job's target (see the module docstring), ``None`` for a job without one.
 
     Per-job settings are ``settings.JobSettings`` (pydantic-settings: environment,
@@ -141,19 +166,38 @@ def resolve_targets(
 
     Raises:
         ConfigurationError: a URL that is not http(s), a refused host outside
-            development, an unknown protocol, or a slug too long; the message names
-            the setting and never echoes a URL (it is a secret).
+            development, an unknown protocol, a slug too long, or ``sentry`` without
+            ``SENTRY_DSN`` or with a URL; the message names the setting and never
+            echoes a URL (it is a secret).
     """
-    targets: dict[str, HeartbeatTarget | None] = {}
+    targets: dict[str, Target | None] = {}
     for job_id in job_ids:
         own = load_job_settings(job_id)
+        protocol_source = (
+            f"{job_id.upper()}_HEARTBEAT_PROTOCOL"
+            if own.heartbeat_protocol is not None
+            else "HEARTBEAT_PROTOCOL"
+        )
+        sentry = (own.heartbeat_protocol or settings.heartbeat_protocol) is HeartbeatProtocol.SENTRY
         if own.heartbeat_url is not None:
             name = f"{job_id.upper()}_HEARTBEAT_URL"
+            if sentry:
+                raise ConfigurationError(
+                    f"{name}: a Sentry Crons monitor takes no URL ({protocol_source}=sentry); "
+                    f"unset it or set {job_id.upper()}_HEARTBEAT_PROTOCOL to another protocol"
+                )
             url = _parse_url(name, own.heartbeat_url.get_secret_value())
             check_monitor_url(name, url, settings.environment)
             targets[job_id] = HeartbeatTarget(
                 url=url, protocol=own.heartbeat_protocol or settings.heartbeat_protocol, source=name
             )
+            continue
+        if sentry:
+            if settings.sentry_dsn is None:
+                raise ConfigurationError(
+                    f"{protocol_source}: sentry sends check-ins through SENTRY_DSN, which is not set"
+                )
+            targets[job_id] = SentryMonitor(slug=job_slug(job_id), source=protocol_source)
             continue
         slugged = slug_url(settings, job_id)
         if slugged is None:

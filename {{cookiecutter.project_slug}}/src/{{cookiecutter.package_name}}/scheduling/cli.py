@@ -142,7 +142,7 @@ def list_jobs(jobs: JobRegistry, *, settings: Settings, out: TextIO) -> int:
         heartbeat = (
             f"{target.protocol.value} {target.redacted} ({target.source})"
             if target is not None
-            else f"none (set {job.id.upper()}_HEARTBEAT_URL or HEALTHCHECKS_PING_KEY)"
+            else f"none (set {job.id.upper()}_HEARTBEAT_URL, HEALTHCHECKS_PING_KEY or HEARTBEAT_PROTOCOL=sentry)"
         )
         rows.append(
             (
@@ -187,6 +187,10 @@ async def run_job(job_id: str, *, jobs: JobRegistry, settings: Settings) -> RunO
         ConfigurationError: a job's heartbeat URL or protocol is invalid.
     """
     targets = resolve_targets((job.id for job in jobs), settings)
+    if settings.sentry_dsn is not None:
+        from ..sentry import flush, start_sentry
+
+        start_sentry(settings, targets=targets)
     metrics = Metrics()
     heartbeat = Heartbeat(
         metrics=metrics, timeout=settings.heartbeat_timeout, retries=settings.heartbeat_retries
@@ -206,6 +210,8 @@ async def run_job(job_id: str, *, jobs: JobRegistry, settings: Settings) -> RunO
     finally:
         await heartbeat.drain(None)
         await heartbeat.aclose()
+        if settings.sentry_dsn is not None:
+            flush(settings.heartbeat_timeout)
 
 
 def cronjobs_command(jobs: JobRegistry, *, out: TextIO, output: Path | None, check: bool) -> int:
@@ -261,6 +267,10 @@ async def run_cronjob(
             job.grace.total_seconds(),
         )
     targets = resolve_targets((job.id for job in jobs), settings)
+    if settings.sentry_dsn is not None:
+        from ..sentry import flush, start_sentry
+
+        start_sentry(settings, targets=targets)
     metrics = Metrics()
     heartbeat = Heartbeat(
         metrics=metrics, timeout=settings.heartbeat_timeout, retries=settings.heartbeat_retries
@@ -317,6 +327,8 @@ async def run_cronjob(
         await heartbeat.aclose()
         if lease is not None:
             await lease.aclose()
+        if settings.sentry_dsn is not None:
+            flush(settings.heartbeat_timeout)
 
 
 def _aware_datetime(text: str) -> datetime:

@@ -37,7 +37,7 @@ from ..db import Database
 from ..health.model import utcnow
 from ..heartbeats.pings import FailureReport
 from ..heartbeats.sender import Heartbeat
-from ..heartbeats.targets import HeartbeatTarget
+from ..heartbeats.targets import Target
 from ..metrics import Metrics
 from ..settings import Settings
 from ..tracing import job_run_span
@@ -89,7 +89,7 @@ class JobRunner:
         self,
         *,
         jobs: JobRegistry,
-        targets: Mapping[str, HeartbeatTarget | None],
+        targets: Mapping[str, Target | None],
         heartbeat: Heartbeat,
         states: JobStates,
         metrics: Metrics,
@@ -208,7 +208,7 @@ class JobRunner:
             pings = None
         else:
             pings = await self.heartbeat.begin(
-                job_id, target, run_id, wait=self.settings.heartbeat_start_timeout
+                job_id, target, run_id, wait=self.settings.heartbeat_start_timeout, job=job
             )
         task = asyncio.current_task()
         if task is not None:
@@ -255,13 +255,22 @@ class JobRunner:
             state.failed(utcnow(), type(error).__name__, duration)
             series.failure.inc()
             series.duration.observe(duration)
-            logger.exception("job %s run %s failed after %.3f s", job_id, run_id, duration)
+            # The extra fields tag the run's Sentry event (sentry.py) and its JSON log line.
+            logger.exception(
+                "job %s run %s failed after %.3f s",
+                job_id,
+                run_id,
+                duration,
+                extra={"job_id": job_id, "run_id": str(run_id)},
+            )
             if recorded and not await self._record_end(
                 run_id, RunOutcome.FAILURE, type(error).__name__, duration
             ):
                 return RunOutcome.SUPERSEDED
             if pings is not None:
-                pings.failed(FailureReport.of(error, self.settings.heartbeat_failure_body))
+                pings.failed(
+                    FailureReport.of(error, self.settings.heartbeat_failure_body), duration
+                )
             return RunOutcome.FAILURE
         else:
             duration = time.perf_counter() - began

@@ -43,7 +43,7 @@ from ..db import Database
 from ..health import HealthCheck
 from ..health.model import utcnow
 from ..heartbeats.sender import Heartbeat
-from ..heartbeats.targets import HeartbeatTarget, unmonitored_jobs
+from ..heartbeats.targets import Target, unmonitored_jobs
 from ..metrics import Metrics
 from ..settings import Settings
 from .catchup import missed_fires
@@ -90,7 +90,7 @@ class JobScheduler:
         settings: Settings,
         database: Database,
         metrics: Metrics,
-        targets: Mapping[str, HeartbeatTarget | None],
+        targets: Mapping[str, Target | None],
         time_limits: Mapping[str, float] | None = None,
     ) -> None:
         self.jobs = jobs
