@@ -222,6 +222,18 @@ def render(routes: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
     }
 
 
+class _Dumper(yaml.SafeDumper):
+    """Writes multi-line strings (the message templates) as literal blocks."""
+
+
+def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _string)
+
+
 def _read(source: str) -> str:
     return sys.stdin.read() if source == "-" else Path(source).read_text()
 
@@ -250,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         return 1
     if args.command == "render":
-        yaml.safe_dump(render(routes, values), sys.stdout, sort_keys=False, width=1000)
+        yaml.dump(render(routes, values), sys.stdout, Dumper=_Dumper, sort_keys=False, width=1000)
     return 0
 
 
