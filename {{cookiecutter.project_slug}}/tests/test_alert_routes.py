@@ -116,7 +116,7 @@ def test_the_rendered_routes_are_the_alertmanagerconfigs(rendered: Path) -> None
         ):
             assert theirs.get(snake) == ours.get(camel)
         assert theirs.get("matchers", []) == [
-            f'{m["name"]}{m["matchType"]}"{m["value"]}"' for m in ours.get("matchers", [])
+            f'{m["name"]}{m.get("matchType", "=")}"{m["value"]}"' for m in ours.get("matchers", [])
         ]
         assert len(theirs.get("routes", [])) == len(ours.get("routes", []))
         for child, plain_child in zip(
