@@ -161,6 +161,9 @@ class Settings(BaseSettings):
     healthchecks_auto_create: bool = False
     healthchecks_api_url: HttpUrl = HttpUrl("https://healthchecks.io/api/v3")
     healthchecks_api_key: SecretStr | None = None
+    # The integrations `jobs sync-monitors` assigns to each check: "*" every one of
+    # the project's (as ?create=1 does), "" none, or their names or ids, comma-separated.
+    healthchecks_channels: str = "*"
 
     items_retention_days: int = Field(default=30, ge=1, le=36500)
 
@@ -191,6 +194,17 @@ class Settings(BaseSettings):
         if value is None or not value.get_secret_value().strip():
             return None
         return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("healthchecks_channels")
+    @classmethod
+    def _check_channels(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("*", ""):
+            return value
+        names = [name.strip() for name in value.split(",")]
+        if not all(names):
+            raise ValueError("an empty name between commas: give '*', '' or names or ids")
+        return ",".join(names)
 
     @field_validator("healthchecks_ping_key")
     @classmethod
