@@ -360,3 +360,12 @@ def test_a_package_named_like_a_variant_keeps_its_name(cookies: Any) -> None:
     assert (package / "db.py").is_file()
     assert (package / "migrate.py").is_file()
     assert not (package / "db_tortoise.py").exists()
+
+
+def test_the_printed_next_steps_init_git_before_pre_commit() -> None:
+    # pre-commit installs into .git: in a fresh bake it fails ("not in a Git repository").
+    steps = POST_GEN.next_steps({"project_slug": "my-service"}).splitlines()
+    commands = [re.sub(r"\s+#\s.*$", "", line).strip() for line in steps]
+    assert "git init" in commands
+    assert "uv run pre-commit install" in commands
+    assert commands.index("git init") < commands.index("uv run pre-commit install")

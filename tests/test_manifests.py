@@ -739,13 +739,10 @@ def test_deployment_reads_the_rendered_configmap(rendering: Rendering) -> None:
         assert container_["envFrom"] == [{"configMapRef": {"name": name}}], container_["name"]
 
 
-def test_readme_deploy_section_creates_the_secret_the_deployment_mounts(
+def test_the_deploying_page_creates_the_secret_the_deployment_mounts(
     rendering: Rendering,
 ) -> None:
-    readme = (rendering.bake.path / "README.md").read_text()
-    headings = re.findall(r"^## (.+)$", readme, flags=re.MULTILINE)
-    assert headings[-1] == "Deploy to Kubernetes"
-    section = readme.split("## Deploy to Kubernetes", 1)[1]
+    section = (rendering.bake.path / "docs" / "deploying.md").read_text()
     image = f"{rendering.bake.answers['container_image']}:{rendering.bake.answers['version']}"
     assert f"docker build -t {image} ." in section
     _, sources = secret_volume_sources(rendering)
@@ -787,9 +784,9 @@ def test_network_policy_allows_only_the_app_port_in_and_known_ports_out(
         expected.add((6379, "TCP"))
     assert egress_ports == expected
     assert all(rule.get("ports") for rule in policy["egress"]), "an egress rule without ports"
-    # The README tells users which port a monitor may listen on: the policy's only HTTP one.
-    readme = (rendering.bake.path / "README.md").read_text()
-    section = readme.split("## Monitoring your jobs", 1)[1].split("\n## ", 1)[0]
+    # The docs tell users which port a monitor may listen on: the policy's only HTTP one.
+    page = (rendering.bake.path / "docs" / "jobs-and-monitoring.md").read_text()
+    section = page.split("## Monitoring your jobs", 1)[1].split("\n## ", 1)[0]
     stated = {int(port) for port in re.findall(r"reached on\s+port (\d+) only", section)}
     assert stated == {port for port, _ in egress_ports} - {53, 5432, 6379}
 
