@@ -55,6 +55,7 @@ FEATURE_FILES: dict[tuple[str, object], list[str]] = {
         f"{PACKAGE}/cache.py",
         f"{PACKAGE}/items/cache.py",
         "tests/test_cache.py",
+        "docs/redis.md",
     ],
 }
 
@@ -203,12 +204,16 @@ def write_license(root: Path, answers: dict[str, object]) -> None:
 def next_steps(answers: dict[str, object]) -> str:
     """What to type next, as the README's "Getting started" says it."""
     return (
-        f"\nBaked {answers['project_slug']}. Next (uv: https://docs.astral.sh/uv/):\n"
+        f"\nBaked {answers['project_slug']}. Next "
+        "(uv: https://docs.astral.sh/uv/, or pip install uv):\n"
         f"  cd {answers['project_slug']}\n"
         "  make install   # uv sync --locked: .venv from uv.lock\n"
         "  make run       # SQLite, http://127.0.0.1:8000/health\n"
         "  make test      # PostgreSQL at TEST_DATABASE_URL for the database tests\n"
-        "README.md has the rest: PostgreSQL (make db), adding a job, deploying.\n"
+        "  git init       # pre-commit installs into a Git repository\n"
+        "  uv run pre-commit install   # ruff and mypy on every commit\n"
+        "README.md has the rest: PostgreSQL (make db), adding a route, a check, a job, a\n"
+        "setting; docs/ has deploying, jobs and monitoring, every setting.\n"
     )
 
 

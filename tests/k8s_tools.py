@@ -15,9 +15,163 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 OVERLAYS = ("base", "staging", "production")
+
+# The monitoring component (k8s/components/monitoring) and the line of each overlay
+# that includes it; commented out, the overlay applies on a cluster without the
+# Prometheus Operator's CRDs.
+MONITORING_LINE = "  - ../../components/monitoring\n"
+MONITORING_LINE_OFF = "  # - ../../components/monitoring\n"
+MONITORING_KINDS = frozenset({"ServiceMonitor", "PrometheusRule"})
+
+# The Operator's CRDs are not in kubernetes-validate. These schemas hold the fields the
+# component writes, as the Operator's API reference (monitoring.coreos.com/v1) defines
+# them, and refuse any other field, as kubernetes-validate --strict does.
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+_DURATION = {
+    "type": "string",
+    "pattern": (
+        r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?"
+        r"(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+    ),
+}
+
+
+def _strict(properties: dict[str, Any], *required: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(required),
+        "additionalProperties": False,
+    }
+
+
+_METADATA = _strict(
+    {
+        "name": {"type": "string", "minLength": 1},
+        "namespace": {"type": "string"},
+        "labels": _STRING_MAP,
+        "annotations": _STRING_MAP,
+    },
+    "name",
+)
+_SELECTOR = _strict({"matchLabels": _STRING_MAP})
+CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): _strict(
+        {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": "ServiceMonitor"},
+            "metadata": _METADATA,
+            "spec": _strict(
+                {
+                    "jobLabel": {"type": "string"},
+                    "selector": _SELECTOR,
+                    "namespaceSelector": _strict(
+                        {"any": {"type": "boolean"}, "matchNames": {"type": "array"}}
+                    ),
+                    "endpoints": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": _strict(
+                            {
+                                "port": {"type": "string"},
+                                "path": {"type": "string"},
+                                "scheme": {"enum": ["http", "https"]},
+                                "interval": _DURATION,
+                                "scrapeTimeout": _DURATION,
+                                "honorLabels": {"type": "boolean"},
+                            },
+                            "port",
+                        ),
+                    },
+                },
+                "selector",
+                "endpoints",
+            ),
+        },
+        "apiVersion",
+        "kind",
+        "metadata",
+        "spec",
+    ),
+    ("monitoring.coreos.com/v1", "PrometheusRule"): _strict(
+        {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": "PrometheusRule"},
+            "metadata": _METADATA,
+            "spec": _strict(
+                {
+                    "groups": {
+                        "type": "array",
+                        "items": _strict(
+                            {
+                                "name": {"type": "string", "minLength": 1},
+                                "interval": _DURATION,
+                                "rules": {
+                                    "type": "array",
+                                    "items": {
+                                        **_strict(
+                                            {
+                                                "record": {"type": "string"},
+                                                "alert": {"type": "string"},
+                                                "expr": {"type": ["string", "integer"]},
+                                                "for": _DURATION,
+                                                "keep_firing_for": _DURATION,
+                                                "labels": _STRING_MAP,
+                                                "annotations": _STRING_MAP,
+                                            },
+                                            "expr",
+                                        ),
+                                        "oneOf": [
+                                            {"required": ["record"]},
+                                            {"required": ["alert"]},
+                                        ],
+                                    },
+                                },
+                            },
+                            "name",
+                            "rules",
+                        ),
+                    }
+                },
+                "groups",
+            ),
+        },
+        "apiVersion",
+        "kind",
+        "metadata",
+        "spec",
+    ),
+}
+
+
+def crd_schema_errors(resource: dict[str, Any]) -> list[str] | None:
+    """Problems of a Prometheus Operator resource against ``CRD_SCHEMAS``, one line each;
+    ``None`` for a kind that is not one of them."""
+    schema = CRD_SCHEMAS.get((str(resource.get("apiVersion")), str(resource.get("kind"))))
+    if schema is None:
+        return None
+    name = f"{resource.get('kind')}/{resource.get('metadata', {}).get('name')}"
+    return [
+        f"{name}: {'.'.join(str(part) for part in error.absolute_path)}: {error.message}"
+        for error in jsonschema.Draft7Validator(schema).iter_errors(resource)
+    ]
+
+
+def monitoring_switched(project_dir: Path, overlay: str, *, on: bool) -> None:
+    """Include (``on``) or comment out the monitoring component in ``overlay``'s
+    kustomization, as its comment tells a user to; AssertionError if the line is missing."""
+    kustomization = overlay_dir(project_dir, overlay) / "kustomization.yaml"
+    text = kustomization.read_text()
+    old, new = (
+        (MONITORING_LINE_OFF, MONITORING_LINE) if on else (MONITORING_LINE, MONITORING_LINE_OFF)
+    )
+    assert (old in text) or (new in text), f"{kustomization} has no monitoring line"
+    kustomization.write_text(text.replace(old, new))
+
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 

@@ -104,9 +104,9 @@ def test_env_example_names_every_setting(project: Project) -> None:
     example = (project.path / ".env.example").read_text()
     named = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, flags=re.MULTILINE))
     assert settings <= named, f"missing from .env.example: {sorted(settings - named)}"
-    readme = (project.path / "README.md").read_text()
-    undocumented = [name for name in settings if f"`{name}`" not in readme]
-    assert undocumented == [], f"missing from the README's settings table: {undocumented}"
+    table = (project.path / "docs" / "settings.md").read_text()
+    undocumented = [name for name in settings if f"`{name}`" not in table]
+    assert undocumented == [], f"missing from docs/settings.md: {undocumented}"
 
 
 PROJECT_TEMPLATE = TEMPLATE / "{{cookiecutter.project_slug}}"

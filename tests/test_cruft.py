@@ -67,7 +67,7 @@ def change_template(repository: Path) -> str:
     project = repository / "{{cookiecutter.project_slug}}"
     with (project / "Makefile").open("a") as makefile:
         makefile.write(f"\n{MAKEFILE_LINE}\n")
-    (project / "docs").mkdir()
+    (project / "docs").mkdir(exist_ok=True)  # the bake has docs/ pages already
     (project / "docs" / "runbook.md").write_text(
         "# Runbook of {{ cookiecutter.project_name }}\n\nStart with `make run`.\n"
     )

@@ -1,7 +1,8 @@
 """Rules across the project's files, so they keep holding after its first edit.
 
-- every setting of ``Settings`` is in ``.env.example``, in the README's settings
-  table and, unless it is a secret, in ``k8s/base/settings.env``;
+- every setting of ``Settings`` is in ``.env.example``, in the settings table of
+  ``docs/settings.md`` (one row each) and, unless it is a secret, in
+  ``k8s/base/settings.env``;
 - every probe's ``timeoutSeconds`` exceeds ``HEALTH_CHECK_TIMEOUT``, so a slow
   dependency fails the check (503) rather than the probe (a timeout);
 
@@ -60,12 +61,21 @@ def job_settings(names: set[str]) -> set[str]:
     return {name for name in names if name.endswith(("_HEARTBEAT_URL", "_HEARTBEAT_PROTOCOL"))}
 
 
-def test_every_setting_is_in_the_readme_table() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("| `")]
-    documented = {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row)}
-    assert sorted(setting_names() - documented) == [], "missing from the README's settings table"
+def settings_table() -> list[list[str]]:
+    """The setting names of each row of ``docs/settings.md``'s table (its first column)."""
+    rows = (ROOT / "docs" / "settings.md").read_text().splitlines()
+    return [
+        re.findall(r"`([A-Z<][A-Z0-9_<>]+)`", row.split("|")[1])
+        for row in rows
+        if row.startswith("| `")
+    ]
+
+
+def test_every_setting_is_in_the_settings_table_once() -> None:
+    names = [name for row in settings_table() for name in row]
+    assert sorted(setting_names() - set(names)) == [], "missing from docs/settings.md's table"
+    twice = sorted({name for name in names if names.count(name) > 1})
+    assert twice == [], "settings with more than one row in docs/settings.md"
 
 
 def test_k8s_settings_hold_every_non_secret_setting_and_no_secret() -> None:

@@ -141,7 +141,7 @@ class Settings(BaseSettings):
     scheduler_shutdown_timeout: float = Field(default=20.0, ge=0, le=600)
     scheduler_unwind_timeout: float = Field(default=5.0, ge=0, le=600)
     # A follower takes over at most LEASE_TTL + RETRY_INTERVAL after the leader last
-    # renewed its lease: 20 s by default, within the 30 s the README promises (leader.py).
+    # renewed its lease: 20 s by default, within the 30 s that docs/ promises (leader.py).
     scheduler_leader_retry_interval: float = Field(default=5.0, gt=0, le=10)
     scheduler_lease_ttl: float = Field(default=15.0, ge=1, le=300)
     scheduler_run_retention_days: int = Field(default=14, ge=1, le=3650)
