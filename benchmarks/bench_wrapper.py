@@ -160,10 +160,10 @@ def run(package: str, runs: int) -> None:
     """Import the baked ``package``'s modules and benchmark its wrapper."""
     for name, module in {
         "metrics": "metrics",
-        "heartbeat_targets": "heartbeat_targets",
+        "heartbeat_targets": "heartbeats.targets",
         "settings": "settings",
         "scheduling": "scheduling",
-        "heartbeat": "scheduling.heartbeat",
+        "heartbeat": "heartbeats.sender",
         "runner": "scheduling.runner",
         "state": "scheduling.state",
     }.items():

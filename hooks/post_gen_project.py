@@ -40,6 +40,7 @@ FEATURE_FILES: dict[tuple[str, object], list[str]] = {
         "alembic.ini",
         "migrations_sqlalchemy",
         "tests/database_sqlalchemy.py",
+        "tests/test_pool_outages.py",
     ],
     ("orm", "tortoise"): [
         f"{PACKAGE}/db_tortoise.py",

@@ -25,11 +25,13 @@ OVERLAYS = ("base", "staging", "production")
 # Prometheus Operator's CRDs.
 MONITORING_LINE = "  - ../../components/monitoring\n"
 MONITORING_LINE_OFF = "  # - ../../components/monitoring\n"
-MONITORING_KINDS = frozenset({"ServiceMonitor", "PrometheusRule"})
+MONITORING_KINDS = frozenset({"ServiceMonitor", "PrometheusRule", "AlertmanagerConfig"})
+# The component also renders the Grafana dashboard: a ConfigMap with this label.
+DASHBOARD_LABEL = ("grafana_dashboard", "1")
 
 # The Operator's CRDs are not in kubernetes-validate. These schemas hold the fields the
-# component writes, as the Operator's API reference (monitoring.coreos.com/v1) defines
-# them, and refuse any other field, as kubernetes-validate --strict does.
+# component writes, as the Operator's API reference (monitoring.coreos.com/v1 and
+# v1alpha1) defines them, and refuse any other field, as kubernetes-validate --strict does.
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 _DURATION = {
     "type": "string",
@@ -59,6 +61,38 @@ _METADATA = _strict(
     "name",
 )
 _SELECTOR = _strict({"matchLabels": _STRING_MAP})
+_AM_TEXT = {"type": "string", "minLength": 1}
+_AM_SECRET_KEY = _strict({"name": _AM_TEXT, "key": _AM_TEXT}, "name", "key")
+_AM_MATCHER = _strict(
+    {
+        "name": _AM_TEXT,
+        "value": {"type": "string"},
+        "matchType": {"enum": ["=", "!=", "=~", "!~"]},
+    },
+    "name",
+)
+_AM_ROUTE = _strict(
+    {
+        "receiver": _AM_TEXT,
+        "groupBy": {"type": "array", "items": {"type": "string"}},
+        "groupWait": _DURATION,
+        "groupInterval": _DURATION,
+        "repeatInterval": _DURATION,
+        "matchers": {"type": "array", "items": _AM_MATCHER},
+        "continue": {"type": "boolean"},
+        "routes": {"type": "array", "items": {"$ref": "#/$defs/route"}},
+    }
+)
+
+
+def _am_configs(secret_field: str, **fields: dict[str, Any]) -> dict[str, Any]:
+    """A receiver's list of configs whose URL is ``secret_field``, a Secret key reference."""
+    return {
+        "type": "array",
+        "items": _strict({secret_field: _AM_SECRET_KEY, **fields}, secret_field),
+    }
+
+
 CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): _strict(
         {
@@ -145,7 +179,82 @@ CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
         "metadata",
         "spec",
     ),
+    # monitoring.coreos.com/v1alpha1 (the Operator's CRD): the fields the routes use.
+    # The CRD leaves child routes open; the Operator reads them as routes, so they are
+    # held to the route's schema ($defs).
+    ("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"): {
+        "$defs": {"route": _AM_ROUTE},
+        **_strict(
+            {
+                "apiVersion": {"const": "monitoring.coreos.com/v1alpha1"},
+                "kind": {"const": "AlertmanagerConfig"},
+                "metadata": _METADATA,
+                "spec": _strict(
+                    {
+                        "route": {"$ref": "#/$defs/route"},
+                        "inhibitRules": {
+                            "type": "array",
+                            "items": _strict(
+                                {
+                                    "sourceMatch": {"type": "array", "items": _AM_MATCHER},
+                                    "targetMatch": {"type": "array", "items": _AM_MATCHER},
+                                    "equal": {"type": "array", "items": {"type": "string"}},
+                                }
+                            ),
+                        },
+                        "receivers": {
+                            "type": "array",
+                            "items": _strict(
+                                {
+                                    "name": _AM_TEXT,
+                                    "slackConfigs": _am_configs(
+                                        "apiURL",
+                                        sendResolved={"type": "boolean"},
+                                        title=_AM_TEXT,
+                                        titleLink=_AM_TEXT,
+                                        text=_AM_TEXT,
+                                        color=_AM_TEXT,
+                                    ),
+                                    "discordConfigs": _am_configs(
+                                        "apiURL",
+                                        sendResolved={"type": "boolean"},
+                                        title=_AM_TEXT,
+                                        message=_AM_TEXT,
+                                    ),
+                                    "webhookConfigs": _am_configs(
+                                        "urlSecret",
+                                        sendResolved={"type": "boolean"},
+                                        maxAlerts={"type": "integer", "minimum": 0},
+                                    ),
+                                },
+                                "name",
+                            ),
+                        },
+                    },
+                    "route",
+                    "receivers",
+                ),
+            },
+            "apiVersion",
+            "kind",
+            "metadata",
+            "spec",
+        ),
+    },
 }
+
+
+def from_monitoring(resource: dict[str, Any]) -> bool:
+    """Whether the monitoring component rendered ``resource`` (an Operator kind, or the
+    dashboard's ConfigMap)."""
+    key, value = DASHBOARD_LABEL
+    labels = resource.get("metadata", {}).get("labels") or {}
+    return resource.get("kind") in MONITORING_KINDS or labels.get(key) == value
+
+
+def service_resources(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``resources`` without what the monitoring component rendered."""
+    return [resource for resource in resources if not from_monitoring(resource)]
 
 
 def crd_schema_errors(resource: dict[str, Any]) -> list[str] | None:
@@ -269,8 +378,8 @@ def container_port(container_: dict[str, Any], name: str) -> int:
 
 
 def configmap_data(resources: list[dict[str, Any]]) -> dict[str, str]:
-    """``data`` of the settings ConfigMap (the overlay renders exactly one ConfigMap)."""
-    return dict(only(resources, "ConfigMap").get("data", {}))
+    """``data`` of the settings ConfigMap (the one ConfigMap besides the dashboard's)."""
+    return dict(only(service_resources(resources), "ConfigMap").get("data", {}))
 
 
 def quantity(value: str | int | float) -> float:

@@ -23,6 +23,26 @@ from .services import PrivatePostgres
 
 PROBE_INTERVAL = 0.25
 
+# Requests a client may send on purpose or by mistake, each answered 4xx, never 500:
+# (method, path, raw JSON body or None). Python's json reads NaN, Infinity and lone
+# surrogates, which the service must refuse and quote back in a 422 it can encode.
+HOSTILE_INPUTS: list[tuple[str, str, bytes | None]] = [
+    ("POST", "/items", b'{"name": NaN}'),
+    ("POST", "/items", b'{"name": Infinity}'),
+    ("POST", "/items", b'{"name": 1e400}'),
+    ("POST", "/items", b'{"name": "\\ud800"}'),
+    ("POST", "/items", b'{"name": "ok", "description": "\\udfff"}'),
+    ("POST", "/items", b'"\\ud800"'),
+    ("POST", "/items", b'{"name": "a\\u0000b"}'),
+    ("POST", "/items", b'{"name": "\xff\xfe"}'),
+    ("POST", "/items", b'{"name": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+    ("POST", "/items", b'{"name": "' + b"x" * 500_000 + b'"}'),
+    ("GET", f"/items/{2**63}", None),
+    ("DELETE", f"/items/{2**31}", None),
+    ("GET", f"/items?offset={2**63}", None),
+    ("GET", "/items?limit=NaN", None),
+]
+
 
 @dataclass
 class Tally:

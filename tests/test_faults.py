@@ -9,10 +9,11 @@ is bounded in count and time, and every address is on the loopback.
 The availability faults run under load (writers and readers in threads, see
 ``load.py``): a second client holding every connection slot, sessions killed with
 ``pg_terminate_backend``, a restart, SIGSTOP; Redis frozen and Redis refusing
-writes (``CLIENT PAUSE WRITE``); oversized request bodies. Each reports its
-figures (requests sent, 2xx, 503, 500, lost and duplicated writes, peak RSS) in
-the "fault figures" section of pytest's summary; 500s, lost and duplicated writes
-must be 0.
+writes (``CLIENT PAUSE WRITE``); oversized request bodies; hostile inputs
+(``load.HOSTILE_INPUTS``: NaN, lone surrogates, deep nesting, ids out of range).
+Each reports its figures (requests sent, 2xx, 503, 500, lost and duplicated
+writes, peak RSS) in the "fault figures" section of pytest's summary; 500s, lost
+and duplicated writes must be 0.
 
 The leader-failover faults (three processes on one PostgreSQL; the leader killed
 with SIGKILL, paused with SIGSTOP, its lease session terminated; no overlap, no fire
@@ -22,6 +23,7 @@ run twice or missed) are in the baked project's own suite
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -38,7 +40,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from .conftest import TEST_REDIS_URL, Project
-from .load import Load, Tally
+from .load import HOSTILE_INPUTS, Load, Tally
 from .services import (
     PrivatePostgres,
     PrivateRedis,
@@ -443,6 +445,42 @@ def test_oversized_bodies_are_refused_in_bounded_memory(
     assert probe(running, "/health/live")[0] == 200
 
 
+def not_json(constant: str) -> None:
+    raise AssertionError(f"{constant} in a response: not JSON")
+
+
+def test_hostile_inputs_answer_4xx_never_500(
+    running: Service, record_property: Callable[[str, object], None]
+) -> None:
+    tally = Tally("hostile inputs")
+    answers: dict[tuple[str, str, bytes], int] = {}
+    with httpx.Client(base_url=running.base_url, timeout=10.0) as client:
+        for method, path, body in HOSTILE_INPUTS:
+            key = (method, path, (body or b"")[:40])
+            tally.sent += 1
+            try:
+                response = client.request(
+                    method, path, content=body, headers={"Content-Type": "application/json"}
+                )
+            except httpx.TransportError:
+                tally.no_answer += 1
+                answers[key] = 0
+                continue
+            if response.status_code == 500:
+                tally.server_errors += 1
+            else:
+                tally.other[response.status_code] += 1
+                # Strict UTF-8 JSON: the 4xx quotes nothing it could not encode.
+                json.loads(response.content.decode("utf-8"), parse_constant=not_json)
+            answers[key] = response.status_code
+    record_property("fault", tally.figures())
+    assert tally.server_errors == 0, answers
+    assert tally.no_answer == 0, answers
+    assert all(400 <= status < 500 for status in answers.values()), answers
+    assert probe(running, "/health/live")[0] == 200
+    assert_clean_exit(running)
+
+
 # --- Heartbeat monitor faults ----------------------------------------------------------------
 
 HEARTBEAT_TIMEOUT = 0.5
@@ -486,7 +524,7 @@ def test_jobs_complete_whatever_the_heartbeat_monitor_does(
     env = service_env(
         private_postgres.url,
         # The monitors live on the loopback, which staging and production refuse as a
-        # monitor address (heartbeat_targets.py); the wrapper is the same in every environment.
+        # monitor address (heartbeats/targets.py); the wrapper is the same in every environment.
         ENVIRONMENT="development",
         HEARTBEAT_TIMEOUT=str(HEARTBEAT_TIMEOUT),
         HEARTBEAT_RETRIES=str(HEARTBEAT_RETRIES),

@@ -19,7 +19,13 @@ import yaml
 from cookiecutter.main import cookiecutter
 
 from . import k8s_tools, test_manifests
-from .k8s_tools import MONITORING_KINDS, MONITORING_LINE, MONITORING_LINE_OFF, only
+from .k8s_tools import (
+    MONITORING_KINDS,
+    MONITORING_LINE,
+    MONITORING_LINE_OFF,
+    only,
+    service_resources,
+)
 from .test_manifests import (
     KINDS,
     TEMPLATE,
@@ -105,12 +111,15 @@ def test_both_states_of_the_switch_render_and_pass_the_strict_schemas(
     newest = supported_kubernetes_versions()[-1]
     for overlay in ENVIRONMENTS:
         resources = k8s_tools.render_overlay(project, overlay)
-        kinds = [resource["kind"] for resource in resources]
-        assert sorted(kinds) == sorted(KINDS | MONITORING_KINDS if on else KINDS), overlay
+        kinds = [resource["kind"] for resource in service_resources(resources)]
+        assert sorted(kinds) == sorted(KINDS), overlay
+        component = sorted(r["kind"] for r in resources if k8s_tools.from_monitoring(r))
+        # The Operator's kinds and the dashboard's ConfigMap.
+        assert component == (sorted([*MONITORING_KINDS, "ConfigMap"]) if on else []), overlay
         assert strict_schema_errors(resources, newest) == [], overlay
         # Everything but the component is the same in both states.
         if on:
-            others = [r for r in resources if r["kind"] not in MONITORING_KINDS]
+            others = service_resources(resources)
             assert others == k8s_tools.render_overlay(off, overlay), overlay
 
 

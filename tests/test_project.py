@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,25 @@ def test_the_projects_own_suite_passes_against_real_services(project: Project) -
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
     assert " passed" in summary, summary
     assert "skipped" not in summary, summary
+
+
+def test_two_sessions_at_once_keep_to_their_own_cache_keys(project: Project) -> None:
+    # Two sessions at once share TEST_REDIS_URL's database (two bakes tested at once do)
+    # and number their items alike: each must cache under its own prefix, and its
+    # test that another session's entries are not served must pass.
+    if not project.context["use_redis"]:
+        pytest.skip("this combination has no Redis")
+    argv = ["pytest", "-p", "no:cacheprovider", "tests/test_cache.py", "-k", "prefix"]
+    env = {"CI": "true", "TEST_DATABASE_URL": ADMIN_URL}
+    with ThreadPoolExecutor(max_workers=2) as sessions:
+        results = list(sessions.map(lambda _: project.run(argv, env=env), range(2)))
+    prefixes = []
+    for result in results:
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+        assert "1 passed" in result.stdout, result.stdout[-2000:]
+        prefixes += re.findall(r"^items cache key prefix: (\S+)$", result.stdout, re.MULTILINE)
+    assert len(prefixes) == 2, prefixes
+    assert prefixes[0] != prefixes[1], prefixes
 
 
 # Bakes at the edges of what the prompts accept: the longest package name, the oldest

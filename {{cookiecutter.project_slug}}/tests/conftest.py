@@ -12,6 +12,7 @@ When PostgreSQL does not answer, its tests are skipped locally and fail when
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import inspect
 import os
 import re
@@ -31,17 +32,17 @@ from fastapi import FastAPI
 from pytest_httpserver import HTTPServer
 
 from {{ cookiecutter.package_name }}.db import Database
-from {{ cookiecutter.package_name }}.heartbeat_targets import HeartbeatTarget
+from {{ cookiecutter.package_name }}.heartbeats.sender import (
+    MAX_PENDING_PINGS,
+    Heartbeat,
+)
+from {{ cookiecutter.package_name }}.heartbeats.targets import HeartbeatTarget
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.metrics import Metrics
 from {{ cookiecutter.package_name }}.postgres import libpq_dsn
 from {{ cookiecutter.package_name }}.scheduling import (
     JobRegistry,
     default_jobs,
-)
-from {{ cookiecutter.package_name }}.scheduling.heartbeat import (
-    MAX_PENDING_PINGS,
-    Heartbeat,
 )
 from {{ cookiecutter.package_name }}.scheduling.runner import (
     JobRunner,
@@ -86,6 +87,30 @@ def ignore_the_developers_settings(
         patch.setenv("SECRETS_DIR", str(tmp_path_factory.mktemp("no-secrets") / "none"))
         patch.chdir(tmp_path_factory.mktemp("cwd"))
         yield
+
+
+# The items cache's keys in this session. Whoever tests at the same time shares
+# TEST_REDIS_URL's database (two bakes, or one suite run twice) and numbers its items
+# alike from its own throwaway PostgreSQL database: under the service's own prefix
+# (``<slug>:items:``) each session would read the other's entries.
+SESSION_KEY_PREFIX = f"{{ cookiecutter.project_slug }}:test-{uuid.uuid4().hex[:12]}:items:"
+# A bake with Redis has the items cache; a bake without it has none.
+ITEMS_CACHE_MODULE = "{{ cookiecutter.package_name }}.items.cache"
+HAS_ITEMS_CACHE = importlib.util.find_spec(ITEMS_CACHE_MODULE) is not None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def items_cache_key_prefix() -> Iterator[str]:
+    """``SESSION_KEY_PREFIX``, the items cache's ``KEY_PREFIX`` for the session."""
+    with pytest.MonkeyPatch.context() as patch:
+        if HAS_ITEMS_CACHE:
+            cache = importlib.import_module(ITEMS_CACHE_MODULE)
+            patch.setattr(cache, "KEY_PREFIX", SESSION_KEY_PREFIX)
+        yield SESSION_KEY_PREFIX
+
+
+def pytest_report_header() -> list[str]:
+    return [f"items cache key prefix: {SESSION_KEY_PREFIX}"] if HAS_ITEMS_CACHE else []
 
 
 @asynccontextmanager
@@ -139,7 +164,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
     """Settings for a test app, independent of the developer's environment and ``.env``.
 
     Services are the tests' own: with Redis, ``TEST_REDIS_URL`` (default
-    ``redis://127.0.0.1:6379/15``, a database the tests may empty).
+    ``redis://127.0.0.1:6379/15``, shared: each session keeps to ``SESSION_KEY_PREFIX``).
     """
     values: dict[str, object] = {
         "environment": "development",

@@ -2,7 +2,8 @@
 that stops and comes back.
 
 ``TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/15``, a database of the tests'
-own) is the shared Redis; the fault test starts a private ``redis-server`` on a free
+own) is the shared Redis, where each session keeps to keys of its own
+(``conftest.SESSION_KEY_PREFIX``); the fault test starts a private ``redis-server`` on a free
 port. Without them the tests are skipped locally and fail when ``CI=true``.
 """
 
@@ -22,14 +23,16 @@ import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from {{ cookiecutter.package_name }}.items.cache import KEY_PREFIX
+from {{ cookiecutter.package_name }}.items import cache
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.settings import (
     ConfigurationError,
     load_settings,
 )
 
-from .conftest import app_client, make_settings, wait_until
+from .conftest import SESSION_KEY_PREFIX, app_client, make_settings, wait_until
+
+SLUG = "{{ cookiecutter.project_slug }}"
 
 
 def unavailable(message: str) -> None:
@@ -40,11 +43,15 @@ def unavailable(message: str) -> None:
 
 @pytest.fixture
 async def redis() -> AsyncIterator[Redis]:
-    """A client on ``TEST_REDIS_URL``, whose database is emptied before the test."""
+    """A client on ``TEST_REDIS_URL``, without this session's keys before the test.
+
+    Only this session's: another session may be testing on the same database.
+    """
     # The tests' own database, as make_settings gives it to every test app.
     client = Redis.from_url(make_settings("sqlite://").redis_dsn, socket_connect_timeout=2)
     try:
-        await client.flushdb()
+        async for key in client.scan_iter(match=f"{SESSION_KEY_PREFIX}*"):
+            await client.delete(key)
     except Exception as error:
         await client.aclose()
         unavailable(f"Redis at TEST_REDIS_URL is not available: {type(error).__name__}")
@@ -56,7 +63,7 @@ async def test_get_is_served_from_the_cache_until_a_delete(
     client: httpx.AsyncClient, redis: Redis, postgres_url: str
 ) -> None:
     created = (await client.post("/items", json={"name": "cached"})).json()
-    key = f"{KEY_PREFIX}{created['id']}"
+    key = f"{SESSION_KEY_PREFIX}{created['id']}"
     assert await redis.get(key) is None, "a create caches nothing"
 
     assert (await client.get(f"/items/{created['id']}")).json() == created
@@ -72,6 +79,27 @@ async def test_get_is_served_from_the_cache_until_a_delete(
     assert await redis.get(key) is None, "a delete drops the entry"
     assert (await client.get(f"/items/{created['id']}")).status_code == 404
     assert await redis.get(key) is None, "a miss is not cached"
+
+
+async def test_each_session_caches_under_a_prefix_of_its_own(
+    client: httpx.AsyncClient, redis: Redis
+) -> None:
+    # Another session on the same Redis database numbers its items alike: its entry
+    # for the same id (under its prefix, or the service's own) must not be served.
+    assert cache.KEY_PREFIX == SESSION_KEY_PREFIX
+    assert SESSION_KEY_PREFIX.startswith(f"{SLUG}:test-")
+    created = (await client.post("/items", json={"name": "ours"})).json()
+    others = [f"{SLUG}:items:", f"{SLUG}:test-another-session:items:"]
+    try:
+        for prefix in others:
+            await redis.set(f"{prefix}{created['id']}", json.dumps({**created, "name": "theirs"}))
+        assert (await client.get(f"/items/{created['id']}")).json()["name"] == "ours"
+        assert await redis.get(f"{SESSION_KEY_PREFIX}{created['id']}") is not None
+        assert (await client.delete(f"/items/{created['id']}")).status_code == 204
+        for prefix in others:
+            assert await redis.get(f"{prefix}{created['id']}") is not None, "not ours to drop"
+    finally:
+        await redis.delete(*(f"{prefix}{created['id']}" for prefix in others))
 
 
 async def test_readiness_and_report_include_redis(postgres_app: FastAPI, redis: Redis) -> None:

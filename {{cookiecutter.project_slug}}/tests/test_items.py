@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
@@ -105,3 +106,30 @@ async def test_a_body_over_the_limit_is_refused_with_413(client: httpx.AsyncClie
         "/items", content=chunks(), headers={"Content-Type": "application/json"}
     )
     assert streamed.status_code == 413
+
+
+async def test_non_finite_numbers_and_lone_surrogates_answer_a_422_it_can_encode(
+    client: httpx.AsyncClient,
+) -> None:
+    # Python's json reads NaN, Infinity and lone surrogates; strict JSON in UTF-8 cannot
+    # carry them back, so the 422 quoting them once failed to encode (a 500).
+    cases = {
+        b'{"name": NaN}': "NaN",
+        b'{"name": -Infinity}': "-Infinity",
+        b'{"name": 1e400}': "Infinity",
+        b'{"name": "\\ud800"}': "\\ud800",
+        b'{"name": "ok", "description": "a\\udfffb"}': "a\\udfffb",
+    }
+    for body, excerpt in cases.items():
+        response = await client.post(
+            "/items", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 422, (body, response.text)
+        text = response.content.decode("utf-8")  # strict: a lone surrogate would raise
+        (error,) = json.loads(text, parse_constant=refuse_constant)["detail"]
+        assert error["input"] == excerpt, (body, error)
+    assert (await client.get("/items")).json() == []
+
+
+def refuse_constant(name: str) -> None:
+    raise AssertionError(f"{name} is not JSON")

@@ -18,8 +18,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from {{ cookiecutter.package_name }} import heartbeat_targets
-from {{ cookiecutter.package_name }}.heartbeat_targets import (
+from {{ cookiecutter.package_name }}.heartbeats import targets as heartbeat_targets
+from {{ cookiecutter.package_name }}.heartbeats.pings import FAILURE_BODY_LIMIT, start_ping
+from {{ cookiecutter.package_name }}.heartbeats.targets import (
     HeartbeatTarget,
     resolve_targets,
 )
@@ -28,7 +29,6 @@ from {{ cookiecutter.package_name }}.scheduling import (
     JobContext,
     JobRegistry,
 )
-from {{ cookiecutter.package_name }}.scheduling.pings import FAILURE_BODY_LIMIT, start_ping
 from {{ cookiecutter.package_name }}.scheduling.runner import RunOutcome
 from {{ cookiecutter.package_name }}.settings import (
     ConfigurationError,

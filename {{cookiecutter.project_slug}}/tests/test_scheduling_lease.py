@@ -21,7 +21,7 @@ from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.postgres import libpq_dsn
 from {{ cookiecutter.package_name }}.scheduling import JobContext, JobRegistry
 from {{ cookiecutter.package_name }}.scheduling.jobs import cleanup_items
-from {{ cookiecutter.package_name }}.scheduling.leader import Lease, StaleLeaderError
+from {{ cookiecutter.package_name }}.scheduling.lease import Lease, StaleLeaderError
 from {{ cookiecutter.package_name }}.scheduling.status import SharedStatus
 
 from .conftest import execute, fetch, make_settings, wait_until

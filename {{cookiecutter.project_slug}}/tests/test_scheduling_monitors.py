@@ -20,18 +20,18 @@ from cronsim import CronSim
 from pytest_httpserver import HTTPServer
 
 from {{ cookiecutter.package_name }}.__main__ import main
-from {{ cookiecutter.package_name }}.heartbeat_targets import SERVICE_ID
+from {{ cookiecutter.package_name }}.heartbeats.monitor_spec import (
+    Inexpressible,
+    cron_expression,
+)
+from {{ cookiecutter.package_name }}.heartbeats.monitor_sync import SyncError, sync_monitors
+from {{ cookiecutter.package_name }}.heartbeats.targets import SERVICE_ID
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.scheduling import (
     JobContext,
     JobRegistry,
     default_jobs,
 )
-from {{ cookiecutter.package_name }}.scheduling.monitor_spec import (
-    Inexpressible,
-    cron_expression,
-)
-from {{ cookiecutter.package_name }}.scheduling.monitor_sync import SyncError, sync_monitors
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from .conftest import app_client, make_settings, wait_until
@@ -140,9 +140,10 @@ async def test_sync_creates_each_check_then_changes_nothing(
 ) -> None:
     jobs = registry()
     first = await sync(healthchecks, jobs)
+    tags = f'tags "{SERVICE_ID} development"'
     assert first == [
-        f"created {slug('nightly_report')}",
-        f"created {slug('refresh_cache')}",
+        f'created {slug("nightly_report")}: schedule "30 2 * * *", tz "UTC", grace 3600 s, {tags}',
+        f"created {slug('refresh_cache')}: timeout 600 s, grace 300 s, {tags}",
         f"skipped {slug('once')}: a DateTrigger: Healthchecks checks follow a period or a cron schedule",
     ]
     by_slug = {check["slug"]: check for check in healthchecks.checks.values()}
@@ -180,19 +181,21 @@ async def test_a_changed_job_updates_its_check_and_dry_run_changes_nothing(
     healthchecks.requests.clear()
 
     planned = await sync(healthchecks, jobs, dry_run=True, prune=True)
+    # Each field that changes, old -> new: the ping-created check lacks most of them.
     assert planned == [
-        f"would update {slug('nightly_report')} (grace, schedule)",
-        f"would update {slug('created_by_ping')} (tags)",
+        f"would update {slug('nightly_report')}: grace 3600 s -> 7200 s, "
+        'schedule "30 2 * * *" -> "0 4 * * *"',
+        f'would update {slug("created_by_ping")}: name "x" -> "{slug("created_by_ping")}", '
+        'desc "" -> "Refresh the report cache.", timeout 86400 s -> 3600 s, '
+        f'tags "" -> "{SERVICE_ID} development", channels 0 integrations -> 2 integrations',
         f"would delete {slug('refresh_cache')}",
     ]
     assert healthchecks.checks == before
     assert all(method == "GET" for method, _ in healthchecks.requests)
 
     done = await sync(healthchecks, jobs, prune=True)
-    assert done == [
-        f"updated {slug('nightly_report')} (grace, schedule)",
-        f"updated {slug('created_by_ping')}",
-        f"deleted {slug('refresh_cache')}",
+    assert done == [line.replace("would update", "updated") for line in planned[:2]] + [
+        f"deleted {slug('refresh_cache')}"
     ]
     assert sorted(check["slug"] for check in healthchecks.checks.values()) == sorted(
         [slug("nightly_report"), slug("created_by_ping")]
@@ -219,11 +222,13 @@ async def test_checks_get_the_integrations_healthchecks_channels_names(
         return lines
 
     await sync_with("integration-2")
-    assert f"updated {slug('refresh_cache')} (name, desc, grace, timeout, channels)" in lines
+    (refreshed,) = [line for line in lines if slug("refresh_cache") in line]
+    assert refreshed.startswith(f"updated {slug('refresh_cache')}: ")
+    assert refreshed.endswith("channels 0 integrations -> 1 integrations")
     assert {tuple(check["channels"]) for check in healthchecks.checks.values()} == {(second,)}
     # Ids and names alike, as Healthchecks reads them; a change of the setting is an update.
     await sync_with(f"{first},integration-2")
-    assert f"updated {slug('nightly_report')} (channels)" in lines
+    assert f"updated {slug('nightly_report')}: channels 1 integrations -> 2 integrations" in lines
     assert {tuple(check["channels"]) for check in healthchecks.checks.values()} == {
         tuple(sorted([first, second]))
     }
@@ -283,6 +288,19 @@ def test_a_project_without_integrations_is_one_warning_line(
     ]
     assert len(captured.out.splitlines()) == len(default_jobs())
     assert healthchecks.checks
+
+
+async def test_a_job_changing_kind_says_which_field_goes(healthchecks: HealthchecksApi) -> None:
+    await sync(healthchecks, registry())
+    jobs = JobRegistry("test")
+    every_ten_minutes = CronTrigger(minute="*/10", timezone=UTC)
+    jobs.scheduled("refresh_cache", every_ten_minutes, grace=timedelta(minutes=5))(noop)
+    assert await sync(healthchecks, jobs) == [
+        f'updated {slug("refresh_cache")}: schedule none -> "*/10 * * * *", '
+        'tz none -> "UTC", timeout 600 s -> none'
+    ]
+    (check,) = [c for c in healthchecks.checks.values() if c["slug"] == slug("refresh_cache")]
+    assert (check["schedule"], check["tz"], "timeout" in check) == ("*/10 * * * *", "UTC", False)
 
 
 async def test_prune_leaves_other_services_checks_alone(healthchecks: HealthchecksApi) -> None:
@@ -364,17 +382,20 @@ def test_the_example_jobs_sync_as_the_readme_shows(
 
     assert main(["jobs", "sync-monitors", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    # One line per job; jobs the service adds later have lines of their own.
+    # One line per job, saying what its check would get; jobs the service adds later
+    # have lines of their own.
+    tags = f'tags "{SERVICE_ID} development"'
+    cleanup = f'{slug("cleanup_items")}: schedule "17 3 * * *", tz "UTC", grace 3600 s, {tags}'
+    example = f"{slug('heartbeat_example')}: timeout 300 s, grace 300 s, {tags}"
     assert len(lines) == len(default_jobs())
-    assert f"would create {slug('cleanup_items')}" in lines
-    assert f"would create {slug('heartbeat_example')}" in lines
+    assert f"would create {cleanup}" in lines
+    assert f"would create {example}" in lines
     assert healthchecks.checks == {}
     assert main(["jobs", "sync-monitors"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    # One line per job; jobs the service adds later have lines of their own.
     assert len(lines) == len(default_jobs())
-    assert f"created {slug('cleanup_items')}" in lines
-    assert f"created {slug('heartbeat_example')}" in lines
+    assert f"created {cleanup}" in lines
+    assert f"created {example}" in lines
     schedules = {c["slug"]: c.get("schedule") for c in healthchecks.checks.values()}
     assert schedules[slug("cleanup_items")] == "17 3 * * *"
 

@@ -15,9 +15,9 @@ NOT_SERVING = (
     "aerich",
     f"{PACKAGE}.migrate",
     f"{PACKAGE}.scheduling.cli",
-    f"{PACKAGE}.scheduling.monitor_sync",
+    f"{PACKAGE}.heartbeats.monitor_sync",
 )
-# Loaded with the first heartbeat target (heartbeat_targets.py, scheduling/heartbeat.py):
+# Loaded with the first heartbeat target (heartbeats/targets.py, heartbeats/sender.py):
 # a service whose jobs have none, as here, never needs an HTTP client.
 FIRST_TARGET = ("httpx", "tenacity")
 

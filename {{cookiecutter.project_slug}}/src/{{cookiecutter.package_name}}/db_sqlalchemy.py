@@ -26,10 +26,11 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.log import InstanceLogger
 from sqlalchemy.orm import DeclarativeBase
 
 from .health import HealthCheck
-from .outages import reason, says_unavailable, statement_bounds
+from .outages import quiet_pool_close_failures, reason, says_unavailable, statement_bounds
 from .postgres import parse_postgres_url
 from .settings import Settings
 
@@ -115,13 +116,21 @@ class Database:
 
 @asynccontextmanager
 async def open_database(settings: Settings) -> AsyncIterator[Database]:
-    """Create the engine for the block; dispose of it and its pool at the end."""
+    """Create the engine for the block; dispose of it and its pool at the end.
+
+    A pooled connection that fails to close during an outage is logged as one
+    WARNING line (``outages.quiet_pool_close_failures``), not a traceback.
+    """
     engine = create_engine(settings)
     sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
-    try:
-        yield Database(engine=engine, sessionmaker=sessionmaker)
-    finally:
-        await engine.dispose()
+    pool_logger = engine.pool.logger
+    if isinstance(pool_logger, InstanceLogger):  # echo_pool set
+        pool_logger = pool_logger.logger
+    with quiet_pool_close_failures(pool_logger):
+        try:
+            yield Database(engine=engine, sessionmaker=sessionmaker)
+        finally:
+            await engine.dispose()
 
 
 # A job's open transaction, for ``JobContext.fence``: a session in ``session.begin()``

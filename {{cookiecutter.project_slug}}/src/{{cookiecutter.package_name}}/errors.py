@@ -11,13 +11,16 @@ not a traceback.
 
 A 422 keeps FastAPI's error locations and messages, but quotes at most
 ``MAX_INPUT_EXCERPT`` characters of each rejected input: a client's 5 MB field
-must not come back as a 5 MB error.
+must not come back as a 5 MB error. What strict JSON in UTF-8 cannot carry is
+spelled out as text (``json_safe``): a rejected ``NaN`` or a lone surrogate is
+quoted back in a 422, never a 500 raised while encoding the 422.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +58,25 @@ def input_excerpt(value: Any) -> Any:
     if len(text) <= MAX_INPUT_EXCERPT:
         return text
     return text[:MAX_INPUT_EXCERPT] + "..."
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with what strict JSON in UTF-8 cannot carry spelled out as text.
+
+    A non-finite float (a client's ``NaN``, ``Infinity`` or ``1e400``) becomes
+    ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``, a lone surrogate in a string its
+    escape (``"\\ud800"``, six characters); lists, tuples and dicts (keys too) are
+    rebuilt recursively, anything else is returned as it is.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {json_safe(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
 
 
 def validation_errors(errors: Any) -> list[dict[str, Any]]:
@@ -143,7 +165,8 @@ def install_error_handlers(
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         return JSONResponse(
-            {"detail": jsonable_encoder(validation_errors(exc.errors()))}, status_code=422
+            {"detail": json_safe(jsonable_encoder(validation_errors(exc.errors())))},
+            status_code=422,
         )
 
     app.add_exception_handler(StarletteHTTPException, on_http_exception)

@@ -35,7 +35,7 @@ from .health import HealthChecks
 from .health import router as health_router
 from .health.probes import ProbeFastPath
 from .health.router import LIVE_BODY
-from .heartbeat_targets import resolve_targets
+from .heartbeats.targets import resolve_targets
 from .items.router import router as items_router
 from .logs import configure_logging
 from .metrics import Metrics, add_http_metrics, serve_metrics

@@ -7,6 +7,10 @@ in its generic ``DBAPIError``, Tortoise lets them through or wraps them in its
 server's error (PostgreSQL, Appendix A "Error Codes"), asyncpg's own "connection
 is closed", an ``OSError`` or a ``TimeoutError`` from the socket. This module
 reads the chain; the database modules decide which exceptions to ask about.
+
+An outage is expected, so the driver's own reports of it are one WARNING line each,
+not a traceback: an orphaned pool release (asyncpg, ``quiet_orphaned_releases``) and a
+pooled connection that fails to close (SQLAlchemy, ``quiet_pool_close_failures``).
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ BROKEN_CONNECTION_MESSAGES = (
 CLIENT_TIMEOUT_MARGIN = 1.0
 # Longest cause text a log line quotes: a driver message, not a stack of them.
 MAX_REASON_CHARS = 200
+# What SQLAlchemy's pool logs at ERROR, with a traceback, when closing a pooled
+# connection fails (``Pool._close_connection`` in sqlalchemy/pool/base.py).
+POOL_CLOSE_FAILURE = "Exception closing connection"
 
 
 def causes(error: BaseException) -> Iterator[BaseException]:
@@ -181,3 +188,51 @@ def quiet_orphaned_releases(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
         yield
     finally:
         loop.set_exception_handler(previous)
+
+
+def pool_close_failure(record: logging.LogRecord) -> BaseException | None:
+    """The error, when ``record`` is SQLAlchemy's pool reporting at ERROR that closing a
+    pooled connection failed with an outage in the error's chain; else ``None``.
+
+    During an outage asyncpg's close waits up to its ``command_timeout`` for a server
+    that does not answer, then raises ``TimeoutError``; the pool drops the connection
+    (it opens a new one when needed) and logs a 30-line traceback. The pool closes a
+    connection when one beyond ``DATABASE_POOL_SIZE`` is returned, and at disposal.
+    """
+    error = record.exc_info[1] if record.exc_info else None
+    if (
+        error is not None
+        and record.levelno >= logging.ERROR
+        and isinstance(record.msg, str)
+        and record.msg.startswith(POOL_CLOSE_FAILURE)
+        and says_unavailable(error)
+    ):
+        return error
+    return None
+
+
+class _QuietPoolCloseFailures(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = pool_close_failure(record)
+        if error is not None:
+            record.msg = "a pooled database connection was dropped, its close failed: %s"
+            record.args = (reason(error),)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+@contextmanager
+def quiet_pool_close_failures(pool_logger: logging.Logger) -> Iterator[None]:
+    """Within the block, ``pool_logger`` (SQLAlchemy's pool's) logs a pooled connection
+    failing to close during an outage as one WARNING line.
+
+    Only ``pool_close_failure`` records: every other record passes unchanged. The
+    filter is removed at exit.
+    """
+    quiet = _QuietPoolCloseFailures()
+    pool_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        pool_logger.removeFilter(quiet)

@@ -46,7 +46,7 @@ def shutdown_bounds(settings: Settings) -> dict[str, float]:
     lifespan stops the scheduler: runs in flight drain (``SCHEDULER_SHUTDOWN_TIMEOUT``),
     the late ones are cancelled and unwind (``SCHEDULER_UNWIND_TIMEOUT``), the leader
     lease is released and its connection closed (bounded by ``DATABASE_CONNECT_TIMEOUT``,
-    see ``scheduling/leader.py``) and pending pings flush (``HEARTBEAT_FLUSH_TIMEOUT``).
+    see ``docs/leader-lease.md``) and pending pings flush (``HEARTBEAT_FLUSH_TIMEOUT``).
     The pod's preStop sleep comes before all of them (``k8s/base/deployment.yaml``).
     """
     return {

@@ -50,7 +50,7 @@ class LogFormat(enum.StrEnum):
 
 
 class HeartbeatProtocol(enum.StrEnum):
-    """How a job's heartbeat monitor is pinged (see ``scheduling/heartbeat.py``)."""
+    """How a job's heartbeat monitor is pinged (see ``heartbeats/sender.py``)."""
 
     HEALTHCHECKS = "healthchecks"
     UPTIME_KUMA = "uptime-kuma"

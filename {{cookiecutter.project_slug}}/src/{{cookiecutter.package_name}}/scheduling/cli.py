@@ -5,8 +5,9 @@ wrapper as a scheduled run (heartbeat pings, job state, metrics) and exits 1 whe
 the job fails. It does not take the leader lease, is not recorded in
 ``scheduler_runs`` and is not fenced: it is an explicit request to run now,
 whatever the scheduler is doing. ``jobs sync-monitors [--dry-run] [--prune]``
-provisions the jobs' Healthchecks checks (``monitor_sync.py``) and exits 1, with one
-line, when the API refuses or cannot be reached.
+provisions the jobs' Healthchecks checks (``heartbeats/monitor_sync.py``), one line per check
+(what a new check gets, the fields an update changes, old -> new), and exits 1,
+with one line, when the API refuses or cannot be reached.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from ..db import open_database
-from ..heartbeat_targets import resolve_targets
+from ..heartbeats.monitor_sync import SyncError, sync_monitors
+from ..heartbeats.sender import Heartbeat
+from ..heartbeats.targets import resolve_targets
 from ..metrics import Metrics
 from ..settings import Settings
-from .heartbeat import Heartbeat
-from .monitor_sync import SyncError, sync_monitors
 from .registry import JobRegistry
 from .runner import JobRunner, RunOutcome
 from .state import JobStates
@@ -42,7 +43,9 @@ def add_jobs_command(commands: Any) -> None:
         "sync-monitors", help="create or update each job's Healthchecks check (Management API)"
     )
     sync.add_argument(
-        "--dry-run", action="store_true", help="print what would change, change nothing"
+        "--dry-run",
+        action="store_true",
+        help="print what each check would get or which fields would change; change nothing",
     )
     sync.add_argument(
         "--prune", action="store_true", help="delete the service's checks that match no job"

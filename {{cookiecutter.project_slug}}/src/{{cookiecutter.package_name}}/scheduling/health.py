@@ -32,16 +32,13 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..health import CheckResult, HealthCheck, Status
 from ..health.model import utcnow
 from .registry import Job
 from .state import JobState
-from .status import SchedulerStatus, StatusSource
-
-if TYPE_CHECKING:
-    from .scheduler import JobScheduler
+from .status import SchedulerStatus, SchedulerView, StatusSource
 
 FAILURES_TO_FAIL = 2
 
@@ -113,7 +110,7 @@ def assess_job(
     return result(Status.PASS)
 
 
-def assess_scheduler(scheduler: JobScheduler, status: SchedulerStatus) -> CheckResult:
+def assess_scheduler(scheduler: SchedulerView, status: SchedulerStatus) -> CheckResult:
     """``fail`` when this process should run the scheduler and does not.
 
     Observed value: ``leader``, ``follower`` or ``disabled``; extra fields ``leader``
@@ -166,7 +163,7 @@ def assess_scheduler(scheduler: JobScheduler, status: SchedulerStatus) -> CheckR
     return CheckResult(Status.PASS, observed_value="follower", extra=extra)
 
 
-def scheduler_check(scheduler: JobScheduler, status: StatusSource) -> HealthCheck:
+def scheduler_check(scheduler: SchedulerView, status: StatusSource) -> HealthCheck:
     """The ``scheduler`` check (``/health`` only, never cached itself)."""
 
     async def run() -> CheckResult:

@@ -18,7 +18,7 @@ from apscheduler.triggers.base import BaseTrigger
 
 from ..db import Database, Transaction, fetch_in
 from ..settings import Settings
-from .leader import CURRENT_TERM, StaleLeaderError
+from .lease import CURRENT_TERM, StaleLeaderError
 
 # Job ids become environment variable names (``<JOB_ID>_HEARTBEAT_URL``) and metric labels.
 JOB_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -33,7 +33,7 @@ class JobContext:
     ``rid``, so the monitor's events and the service's logs can be matched.
     ``database`` is the service's database (``db.py``), as routes use it.
     ``epoch`` is the leader's term this run belongs to (the fencing token, see
-    ``leader.py``), ``None`` with SQLite (one process) and for runs by hand.
+    ``lease.py``), ``None`` with SQLite (one process) and for runs by hand.
     """
 
     job_id: str
@@ -56,7 +56,7 @@ class JobContext:
         the transaction short: it may not sit idle (an HTTP call inside it) for more
         than ``fence_idle_timeout`` seconds, after which PostgreSQL ends it. Does
         nothing when ``epoch`` is ``None``. Fences the database only: calls to other
-        systems are not (see ``leader.py``).
+        systems are not (see ``docs/leader-lease.md``).
 
         Raises:
             StaleLeaderError: the term has ended; roll back (leaving the block does).

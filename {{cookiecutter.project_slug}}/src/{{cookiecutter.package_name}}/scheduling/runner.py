@@ -2,7 +2,7 @@
 
 One run: a run id (UUID4), with PostgreSQL its start recorded in ``scheduler_runs``
 under the leader's term (refused when the term has ended or the fire already ran:
-the run then does not start, see ``leader.py``), the start ping (the body waits for the monitor to take
+the run then does not start, see ``lease.py``), the start ping (the body waits for the monitor to take
 it, at most ``HEARTBEAT_START_TIMEOUT`` seconds, so the monitor measures the whole
 run), the job, then its outcome recorded in the job state and the metrics and the
 success or failure ping. The job's exception
@@ -30,12 +30,13 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from ..db import Database
 from ..health.model import utcnow
-from ..heartbeat_targets import HeartbeatTarget
+from ..heartbeats.pings import FailureReport
+from ..heartbeats.sender import Heartbeat
+from ..heartbeats.targets import HeartbeatTarget
 from ..metrics import Metrics
 from ..settings import Settings
-from .heartbeat import Heartbeat
-from .leader import Lease, StaleLeaderError, Term
-from .pings import FailureReport
+from .leader import Term
+from .lease import Lease, StaleLeaderError
 from .registry import JobContext, JobRegistry
 from .state import JobStates
 

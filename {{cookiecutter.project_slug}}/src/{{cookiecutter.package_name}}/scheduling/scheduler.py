@@ -1,18 +1,18 @@
 """This process's scheduler: APScheduler 3 running the registry while this process leads.
 
-Who leads is decided in ``leader.py`` (a lease row with an epoch); this module only
-schedules. With PostgreSQL the election calls ``_elected(term)``: this process
+Who leads is decided in ``leader.py`` (the election over the lease row of ``lease.py``);
+this module only schedules. With PostgreSQL the election calls ``_elected(term)``: this process
 marks the unfinished runs of older terms superseded, prunes runs older than
 ``SCHEDULER_RUN_RETENTION_DAYS``, starts an ``AsyncIOScheduler`` (in-memory job
 store, every job added with ``replace_existing=True``, ``coalesce=True``,
 ``max_instances=1`` and ``SCHEDULER_MISFIRE_GRACE_TIME``) and runs once each fire
 missed while nobody led (or interrupted by the old leader's death) that is still
-within the misfire grace time. Every run is recorded under the term
+within the misfire grace time (``catchup.py``). Every run is recorded under the term
 (``runner.py``). ``_lost(term, reason)`` stops starting runs and cancels those in
 flight at once (``superseded``). With SQLite (one process) this process always
 leads and job state stays in memory. With ``HEARTBEAT_SYNC_MONITORS`` each lead
 starts by syncing the jobs' Healthchecks checks in the background
-(``monitor_sync.py``); a failure is logged, never fatal.
+(``heartbeats/monitor_sync.py``); a failure is logged, never fatal.
 
 Stopping at lifespan shutdown: pause the scheduler so no new run starts, wait up
 to ``SCHEDULER_SHUTDOWN_TIMEOUT`` seconds for runs in flight (the lease is still
@@ -42,12 +42,14 @@ from apscheduler.schedulers.base import STATE_RUNNING
 from ..db import Database
 from ..health import HealthCheck
 from ..health.model import utcnow
-from ..heartbeat_targets import HeartbeatTarget, unmonitored_jobs
+from ..heartbeats.sender import Heartbeat
+from ..heartbeats.targets import HeartbeatTarget, unmonitored_jobs
 from ..metrics import Metrics
 from ..settings import Settings
+from .catchup import missed_fires
 from .health import job_check, scheduler_check
-from .heartbeat import Heartbeat
-from .leader import LeaderElection, Lease, Term, process_identity
+from .leader import LeaderElection, Term
+from .lease import Lease, process_identity
 from .registry import JobRegistry
 from .runner import JobRunner
 from .state import JobStates
@@ -70,8 +72,6 @@ _HIDE_CANCELLED_RUNS = _HideCancelledRuns()
 
 # Seconds between two prunings of old runs while leading.
 PRUNE_INTERVAL = 6 * 3600.0
-# Fires examined at most when looking for the latest missed fire of a job.
-MAX_MISSED_FIRES = 100_000
 
 
 class JobScheduler:
@@ -230,40 +230,19 @@ class JobScheduler:
         self._start_scheduler()
         self._term = term
         self._prune_task = asyncio.create_task(self._prune(), name="scheduler-prune")
-        interrupted = {(job_id, fire_time, attempt) for job_id, fire_time, attempt in stale}
-        now = utcnow()
         grace = timedelta(seconds=self.settings.scheduler_misfire_grace_time)
-        for job in self.jobs:
-            last = last_fires.get(job.id)
-            if last is None:
-                continue
-            fire, attempt = self._latest_missed(job.trigger, last.fire_time, now), 1
-            if fire is None and (job.id, last.fire_time, last.attempt) in interrupted:
-                fire, attempt = last.fire_time, last.attempt + 1
-            if fire is None:
-                continue
-            if now - fire > grace:
+        for missed in missed_fires(self.jobs, last_fires, stale, now=utcnow(), grace=grace):
+            job_id, fire = missed.job_id, missed.fire_time
+            if missed.late:
                 logger.warning(
                     "job %s fire at %s missed during the takeover, past its misfire grace time",
-                    job.id,
+                    job_id,
                     fire.isoformat(),
                 )
                 continue
-            logger.info("job %s: running fire at %s missed during the takeover", job.id, fire)
-            self.states[job.id].fired(fire, self.next_run_time(job.id))
-            self._spawn(self._fire_at(job.id, fire, attempt, term), f"catch-up:{job.id}")
-
-    @staticmethod
-    def _latest_missed(trigger: Any, last_fire: datetime, now: datetime) -> datetime | None:
-        # The latest fire after ``last_fire`` that is already due (coalesced, as APScheduler does).
-        latest = None
-        fire = trigger.get_next_fire_time(last_fire, now)
-        for _ in range(MAX_MISSED_FIRES):
-            if fire is None or fire > now:
-                break
-            latest = fire
-            fire = trigger.get_next_fire_time(fire, now)
-        return latest
+            logger.info("job %s: running fire at %s missed during the takeover", job_id, fire)
+            self.states[job_id].fired(fire, self.next_run_time(job_id))
+            self._spawn(self._fire_at(job_id, fire, missed.attempt, term), f"catch-up:{job_id}")
 
     async def _lost(self, term: Term, reason: str) -> None:
         # Stop starting runs at once, then cancel those in flight: another replica may
@@ -328,7 +307,7 @@ class JobScheduler:
     async def _sync_monitors(self) -> None:
         # HEARTBEAT_SYNC_MONITORS: once per lead, in the background, never fatal. Imported
         # here: the Management API client is not needed to serve (cold start, memory).
-        from .monitor_sync import SyncError, sync_monitors
+        from ..heartbeats.monitor_sync import SyncError, sync_monitors
 
         def report(line: str) -> None:
             logger.info("heartbeat monitors: %s", line)
@@ -381,7 +360,7 @@ class JobScheduler:
     async def _fire_at(
         self, job_id: str, scheduled_at: datetime | None, attempt: int, term: Term | None
     ) -> None:
-        # The term as this process knows it; the database checks it again (leader.py).
+        # The term as this process knows it; the database checks it again (lease.py).
         if self.election is not None and (term is None or self.election.term != term):
             logger.error("job %s fire at %s skipped: not the leader", job_id, scheduled_at)
             return

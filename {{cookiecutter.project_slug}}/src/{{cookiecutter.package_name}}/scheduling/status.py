@@ -1,7 +1,7 @@
 """The state of every job as ``/health`` judges it, the same on every replica.
 
 With PostgreSQL the state is read from ``scheduler_runs`` and ``scheduler_lease``
-(written by the leader, ``leader.py``) through the app's own pool, in one query for
+(written by the leader, ``lease.py``) through the app's own pool, in one query for
 all jobs, at most once per ``HEALTH_CACHE_TTL`` (concurrent reads share one query).
 Every replica therefore shows the same job verdicts and which replica leads. With
 SQLite (one process) it is this process's memory (``state.py``).
@@ -19,15 +19,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ..db import Database, fetch_all
 from ..health.model import utcnow
+from .leader import LeaderElection
+from .lease import Lease
 from .registry import JobRegistry
-from .state import JobState
-
-if TYPE_CHECKING:
-    from .scheduler import JobScheduler
+from .state import JobState, JobStates
 
 MAX_RUNS_SINCE_SUCCESS = 1000
 
@@ -111,10 +110,43 @@ class StatusSource(Protocol):
     async def get(self) -> SchedulerStatus: ...
 
 
+class SchedulerView(Protocol):
+    """What the status and the job health checks read of this process's scheduler.
+
+    Read-only: ``scheduler.JobScheduler`` writes it and satisfies this Protocol (mypy
+    checks it where the scheduler hands itself over), so the readers never import the
+    writer. ``lease`` and ``election`` are ``None`` with SQLite.
+    """
+
+    @property
+    def jobs(self) -> JobRegistry: ...
+
+    @property
+    def states(self) -> JobStates: ...
+
+    @property
+    def lease(self) -> Lease | None: ...
+
+    @property
+    def election(self) -> LeaderElection | None: ...
+
+    @property
+    def enabled(self) -> bool: ...
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def campaigning(self) -> bool: ...
+
+
 class LocalStatus:
     """This process's own state (SQLite: the process that leads is the only one)."""
 
-    def __init__(self, scheduler: JobScheduler) -> None:
+    def __init__(self, scheduler: SchedulerView) -> None:
         self._scheduler = scheduler
 
     async def get(self) -> SchedulerStatus:

@@ -26,11 +26,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..heartbeat_targets import HeartbeatTarget
 from ..settings import FailureBody, HeartbeatProtocol
+from .targets import HeartbeatTarget
 
 if TYPE_CHECKING:
-    # For annotations only: httpx loads with the first heartbeat target (heartbeat_targets.py).
+    # For annotations only: httpx loads with the first heartbeat target (targets.py).
     import httpx
 
 # Bytes: the most a failure body carries, whatever the monitor accepts. Healthchecks

@@ -1,6 +1,6 @@
 """The sender of heartbeat pings: one ordered, bounded queue per monitor URL.
 
-What each ping says is ``pings.py``'s; where it goes, ``heartbeat_targets.py``'s.
+What each ping says is ``pings.py``'s; where it goes, ``targets.py``'s.
 Here: a ping never breaks or stalls a job. Each target has its own queue, sent in
 order by one background task (a success never overtakes its start, which
 Healthchecks would show as a run still going), at most ``max_pending`` pings deep;
@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import __version__
-from ..heartbeat_targets import SERVICE_ID, HeartbeatTarget, redact_url
 from ..metrics import Metrics
 from .pings import FAILURE_BODY_LIMIT, FailureReport, Ping, failure_ping, start_ping, success_ping
+from .targets import SERVICE_ID, HeartbeatTarget, redact_url
 
 if TYPE_CHECKING:
     import httpx

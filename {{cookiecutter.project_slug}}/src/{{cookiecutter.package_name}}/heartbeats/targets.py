@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .settings import (
+from ..settings import (
     ConfigurationError,
     Environment,
     HeartbeatProtocol,

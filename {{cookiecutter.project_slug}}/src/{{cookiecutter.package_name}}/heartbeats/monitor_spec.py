@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, timedelta
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -27,14 +27,32 @@ from apscheduler.triggers.cron.expressions import (
 )
 from apscheduler.triggers.interval import IntervalTrigger
 
-from ..heartbeat_targets import SLUG_MAX_LENGTH, job_slug
-from .registry import Job
+from .targets import SLUG_MAX_LENGTH, job_slug
 
 # Healthchecks' bounds of timeout and grace, in seconds.
 SECONDS_MIN = 60
 SECONDS_MAX = 31_536_000
 # Cron's day-of-week names, Sunday first (APScheduler counts from Monday = 0).
 CRON_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+
+
+class MonitoredJob(Protocol):
+    """A declared job as its check sees it (``scheduling.registry.Job`` is one).
+
+    ``trigger`` is an APScheduler 3 trigger; ``grace`` the job's grace time.
+    """
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def trigger(self) -> Any: ...
+
+    @property
+    def grace(self) -> timedelta: ...
 
 
 class Inexpressible(Exception):
@@ -57,26 +75,39 @@ class CheckSpec:
     def payload(self, channels: str = "*") -> dict[str, Any]:
         return {**self.fields, "channels": channels, "unique": ["slug"]}
 
-    def differences(self, check: dict[str, Any], channels: list[str]) -> list[str]:
-        """The fields whose value in ``check`` (as the API returns it) differs.
+    def differences(self, check: dict[str, Any], channels: list[str]) -> list[Change]:
+        """The fields whose value in ``check`` (as the API returns it) differs, with the
+        value the check has (``None``: it has none) and the value it should have.
 
         ``channels`` are the codes of the integrations the check must have (what
         ``HEALTHCHECKS_CHANNELS`` names), and what its comma-separated ``channels``
-        must hold.
+        must hold (both given as sorted lists of codes). A check of the other kind
+        (simple or cron) has ``timeout`` or ``schedule`` changed to ``None``.
         """
         changed = [
-            key for key, value in self.fields.items() if key != "tags" and check.get(key) != value
+            Change(key, check.get(key), value)
+            for key, value in self.fields.items()
+            if key != "tags" and check.get(key) != value
         ]
         if set(str(check.get("tags", "")).split()) != set(self.fields["tags"].split()):
-            changed.append("tags")
+            changed.append(Change("tags", check.get("tags"), self.fields["tags"]))
         if "timeout" in self.fields and "schedule" in check:
-            changed.append("schedule")
+            changed.append(Change("schedule", check["schedule"], None))
         if "schedule" in self.fields and "timeout" in check:
-            changed.append("timeout")
+            changed.append(Change("timeout", check["timeout"], None))
         assigned = sorted(code for code in str(check.get("channels", "")).split(",") if code)
         if assigned != sorted(channels):
-            changed.append("channels")
+            changed.append(Change("channels", assigned, sorted(channels)))
         return changed
+
+
+class Change(NamedTuple):
+    """One field of a check that differs from its spec: ``old`` as the API returned it
+    (``None`` when absent), ``new`` as the spec has it (``None``: to be dropped)."""
+
+    field: str
+    old: Any
+    new: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +123,7 @@ def service_tags(service: str, environment: str) -> str:
     return f"{service} {environment}"
 
 
-def check_spec(job: Job, *, service: str, environment: str) -> CheckSpec | Skipped:
+def check_spec(job: MonitoredJob, *, service: str, environment: str) -> CheckSpec | Skipped:
     """The check ``job`` should have, or why it has none (see the module docstring)."""
     slug = job_slug(job.id)
     try:

@@ -6,8 +6,10 @@ integrations, which ``HEALTHCHECKS_CHANNELS`` names: ``"*"`` all of them, as a p
 with ``?create=1`` assigns), ``GET /checks/?tag=<service>`` (the service's checks), then per job
 either nothing (``unchanged``: every field the API returns equals the spec) or
 ``POST /checks/`` with ``unique: ["slug"]``, which answers ``201`` when it created
-the check and ``200`` when it updated the one with that slug. ``--prune`` deletes
-(``DELETE /checks/<uuid>``) the checks tagged with the service that match no job.
+the check and ``200`` when it updated the one with that slug (``GET
+/checks/?slug=<slug>`` first finds such a check the service has not tagged yet, one
+a ping created). ``--prune`` deletes (``DELETE /checks/<uuid>``) the checks tagged
+with the service that match no job.
 
 Healthchecks assigns no integration to a check created through the API unless the
 request names them (``channels``), and a check without one alerts nobody: every
@@ -17,15 +19,15 @@ create or update sends ``channels``, and a project with no integration at all (o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
 
-from ..heartbeat_targets import SERVICE_ID
 from ..settings import Settings
-from .monitor_spec import CheckSpec, Skipped, check_spec
-from .registry import JobRegistry
+from .monitor_spec import Change, CheckSpec, MonitoredJob, Skipped, check_spec
+from .targets import SERVICE_ID
 
 
 class SyncError(Exception):
@@ -128,8 +130,42 @@ def _error_of(response: httpx.Response) -> str:
     return text.splitlines()[0][:200] if text else "no reason given"
 
 
+# Longest text value (a description) a report line quotes.
+MAX_SHOWN_CHARS = 60
+
+
+def describe(spec: CheckSpec) -> str:
+    """What the check of ``spec`` gets: ``schedule "17 3 * * *", tz "UTC", grace 3600 s,
+    tags "my-service production"`` (or ``timeout 600 s`` for an interval)."""
+    keys = ("schedule", "tz", "timeout", "grace", "tags")
+    return ", ".join(f"{key} {_shown(key, spec.fields[key])}" for key in keys if key in spec.fields)
+
+
+def describe_changes(changes: list[Change]) -> str:
+    """Each change as ``field old -> new``: ``grace 3600 s -> 7200 s, schedule "30 2 * * *"
+    -> "0 4 * * *"``; ``none`` for a value the check lacks or is to lose, the number of
+    integrations for ``channels``."""
+    return ", ".join(
+        f"{change.field} {_shown(change.field, change.old)} -> {_shown(change.field, change.new)}"
+        for change in changes
+    )
+
+
+def _shown(field: str, value: Any) -> str:
+    if value is None:
+        return "none"
+    if field == "channels":
+        return f"{len(value)} integrations"
+    if field in ("timeout", "grace") and isinstance(value, int):
+        return f"{value} s"
+    text = str(value)
+    if len(text) > MAX_SHOWN_CHARS:
+        text = text[:MAX_SHOWN_CHARS] + "..."
+    return json.dumps(text, ensure_ascii=False)
+
+
 async def sync_monitors(
-    jobs: JobRegistry,
+    jobs: Iterable[MonitoredJob],
     settings: Settings,
     *,
     report: Callable[[str], None],
@@ -142,10 +178,11 @@ async def sync_monitors(
     ``warn`` (``report`` when omitted) gets one line when the checks alert nobody:
     the project has no integration, or ``HEALTHCHECKS_CHANNELS`` is empty.
 
-    Lines: ``created <slug>``, ``updated <slug> (<fields>)``, ``unchanged <slug>``,
-    ``skipped <slug>: <reason>``, ``deleted <slug>``; with ``dry_run`` nothing is
-    changed and they say ``would create``, ``would update``, ``would delete``.
-    Returns each slug's action, as its line says it.
+    Lines: ``created <slug>: <what it gets>`` (``describe``), ``updated <slug>: <field
+    old -> new, ...>`` (``describe_changes``), ``unchanged <slug>``, ``skipped <slug>:
+    <reason>``, ``deleted <slug>``; with ``dry_run`` nothing is changed and they say
+    ``would create``, ``would update``, ``would delete``. Returns each slug's action,
+    as its line says it.
 
     Raises:
         SyncError: no ``HEALTHCHECKS_API_KEY``, ``HEALTHCHECKS_CHANNELS`` names an
@@ -185,24 +222,24 @@ async def sync_monitors(
                 say(spec.slug, "skipped", f": {spec.reason}")
                 continue
             current = tagged.get(spec.slug)
-            if current is not None:
-                changed = spec.differences(current, channels)
-                if not changed:
-                    say(spec.slug, "unchanged")
-                    continue
-                detail = f" ({', '.join(changed)})"
-            else:
-                detail = ""
-            if dry_run:
+            if current is None:
                 # A check with this slug may exist without the service's tag (created
-                # by a ping with ?create=1): the upsert would then update it.
-                if current is None and await api.checks(slug=spec.slug):
-                    say(spec.slug, change("update"), " (tags)")
-                else:
-                    say(spec.slug, change("create" if current is None else "update"), detail)
+                # by a ping with ?create=1): the upsert then updates it.
+                untagged = await api.checks(slug=spec.slug)
+                current = untagged[0] if untagged else None
+            changes = [] if current is None else spec.differences(current, channels)
+            if current is not None and not changes:
+                say(spec.slug, "unchanged")
                 continue
-            created = await api.upsert(spec, settings.healthchecks_channels)
-            say(spec.slug, change("create" if created else "update"), "" if created else detail)
+            created = current is None
+            if not dry_run:
+                created = await api.upsert(spec, settings.healthchecks_channels)
+            if created:
+                say(spec.slug, change("create"), f": {describe(spec)}")
+            else:
+                say(
+                    spec.slug, change("update"), f": {describe_changes(changes)}" if changes else ""
+                )
         if prune:
             for slug, check in tagged.items():
                 if slug not in actions:
