@@ -18,13 +18,13 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from {{ cookiecutter.package_name }}.main import create_app
-from {{ cookiecutter.package_name }}.metrics_state import MARGIN, deadline
+from {{ cookiecutter.package_name }}.metrics_state import MARGIN
 from {{ cookiecutter.package_name }}.scheduling import (
     JobContext,
     JobRegistry,
     default_jobs,
 )
-from {{ cookiecutter.package_name }}.scheduling.health import assess_job
+from {{ cookiecutter.package_name }}.scheduling.health import assess_job, deadline
 from {{ cookiecutter.package_name }}.scheduling.state import JobState
 
 from .conftest import app_client, make_settings, wait_until

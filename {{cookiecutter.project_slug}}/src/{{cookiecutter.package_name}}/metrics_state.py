@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
 from typing import Protocol
 
 from .health import HealthChecks, Status
 from .health.model import worst
 from .metrics import JobSeries, ServiceState
 from .scheduling import JobRegistry
-from .scheduling.state import JobState
+from .scheduling.health import deadline
 from .scheduling.status import SchedulerStatus, StatusSource
 
 logger = logging.getLogger(__name__)
@@ -43,18 +42,6 @@ class ScheduledJobs(Protocol):
 
     @property
     def is_leader(self) -> bool: ...
-
-
-def deadline(state: JobState, grace: timedelta) -> datetime | None:
-    """When the job's next success is due (aware UTC), or ``None`` before its first fire.
-
-    The earliest fire not followed by a success (``due_since``), else the next fire
-    after the last one (``next_run_time``: with no run since the last success, the
-    first fire after it), plus ``grace``: the moment after which ``/health`` fails the
-    job as overdue (``scheduling/health.py``'s ``assess_job``).
-    """
-    due = state.due_since or state.next_run_time
-    return due + grace if due is not None else None
 
 
 def job_series(jobs: JobRegistry, status: SchedulerStatus) -> dict[str, JobSeries]:
