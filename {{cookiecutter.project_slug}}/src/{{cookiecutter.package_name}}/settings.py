@@ -161,8 +161,7 @@ class Settings(BaseSettings):
     healthchecks_auto_create: bool = False
     healthchecks_api_url: HttpUrl = HttpUrl("https://healthchecks.io/api/v3")
     healthchecks_api_key: SecretStr | None = None
-    # The integrations `jobs sync-monitors` assigns to each check: "*" every one of
-    # the project's (as ?create=1 does), "" none, or their names or ids, comma-separated.
+    # What `jobs sync-monitors` assigns to each check: "*" all, "" none, or names/ids.
     healthchecks_channels: str = "*"
 
     items_retention_days: int = Field(default=30, ge=1, le=36500)
@@ -198,13 +197,10 @@ class Settings(BaseSettings):
     @field_validator("healthchecks_channels")
     @classmethod
     def _check_channels(cls, value: str) -> str:
-        value = value.strip()
-        if value in ("*", ""):
-            return value
         names = [name.strip() for name in value.split(",")]
-        if not all(names):
-            raise ValueError("an empty name between commas: give '*', '' or names or ids")
-        return ",".join(names)
+        if value.strip() in ("*", "") or all(names):
+            return value.strip() if value.strip() in ("*", "") else ",".join(names)
+        raise ValueError("an empty name between commas: give '*', '' or names or ids")
 
     @field_validator("healthchecks_ping_key")
     @classmethod
