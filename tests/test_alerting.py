@@ -24,7 +24,8 @@ with the dashboard's variables filled in, and must return data.
 
 The one patch, ``quicken``: every alert's ``for`` is capped at ``FOR_CAP``, rules are
 evaluated every second, and Alertmanager's ``group_wait`` and ``group_interval`` are
-capped at 1 s and 2 s. No expression changes.
+capped at 1 s and 2 s. No expression changes. (With its ``for`` cut from 10 minutes,
+the Absent alert fires for a moment at Prometheus's start, before the first scrape.)
 """
 
 from __future__ import annotations
