@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 import uuid
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
@@ -17,13 +18,13 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from {{ cookiecutter.package_name }}.main import create_app
-from {{ cookiecutter.package_name }}.metrics_state import deadline
+from {{ cookiecutter.package_name }}.metrics_state import MARGIN
 from {{ cookiecutter.package_name }}.scheduling import (
     JobContext,
     JobRegistry,
     default_jobs,
 )
-from {{ cookiecutter.package_name }}.scheduling.health import assess_job
+from {{ cookiecutter.package_name }}.scheduling.health import assess_job, deadline
 from {{ cookiecutter.package_name }}.scheduling.state import JobState
 
 from .conftest import app_client, make_settings, wait_until
@@ -173,6 +174,21 @@ async def test_the_metrics_port_reads_the_state_from_its_own_thread(
     }
     assert value(samples, "health_ready") == 1.0
     assert check_statuses(samples, "database:responseTime")["pass"] == 1.0
+
+
+async def test_a_hung_database_never_hangs_the_scrape(
+    blackhole_port: int, unused_port: int
+) -> None:
+    url = f"postgresql://postgres@127.0.0.1:{blackhole_port}/none"
+    app = create_app(make_settings(url, metrics_port=unused_port))
+    async with app.router.lifespan_context(app), httpx.AsyncClient() as scraper:
+        started = time.monotonic()
+        response = await scraper.get(f"http://127.0.0.1:{unused_port}/metrics", timeout=10)
+        took = time.monotonic() - started
+    assert response.status_code == 200
+    # The checks' own timeout (0.5 s here) and the margin bound the scrape.
+    assert took < 0.5 + MARGIN + 0.5, f"the scrape took {took:.2f} s"
+    assert "health_ready 0.0" in response.text
 
 
 def flaky(name: str, failing: set[str]) -> JobRegistry:

@@ -60,7 +60,6 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
     start_http_server,
@@ -193,14 +192,6 @@ class Metrics:
         self.registry.register(StateCollector(self._read_state))
         self.job_runs = Counter(
             "job_runs_total", "Finished job runs.", ["job", "outcome"], registry=self.registry
-        )
-        # Interim, until the runner stops setting it: not registered, so not exported;
-        # the state series report the last success from the shared run table instead.
-        self.job_last_success = Gauge(
-            "job_last_success_timestamp_seconds",
-            "Unix time of the last successful run of the job, in this process.",
-            ["job"],
-            registry=None,
         )
         self.job_duration = Histogram(
             "job_duration_seconds",

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from datetime import datetime, timedelta
 from typing import Protocol
 
 from .health import HealthChecks, Status
 from .health.model import worst
 from .metrics import JobSeries, ServiceState
 from .scheduling import JobRegistry
-from .scheduling.state import JobState
+from .scheduling.health import deadline
 from .scheduling.status import SchedulerStatus, StatusSource
 
 logger = logging.getLogger(__name__)
@@ -44,18 +42,6 @@ class ScheduledJobs(Protocol):
 
     @property
     def is_leader(self) -> bool: ...
-
-
-def deadline(state: JobState, grace: timedelta) -> datetime | None:
-    """When the job's next success is due (aware UTC), or ``None`` before its first fire.
-
-    The earliest fire not followed by a success (``due_since``), else the next fire
-    after the last one (``next_run_time``: with no run since the last success, the
-    first fire after it), plus ``grace``: the moment after which ``/health`` fails the
-    job as overdue (``scheduling/health.py``'s ``assess_job``).
-    """
-    due = state.due_since or state.next_run_time
-    return due + grace if due is not None else None
 
 
 def job_series(jobs: JobRegistry, status: SchedulerStatus) -> dict[str, JobSeries]:
@@ -101,29 +87,26 @@ class ScrapeState:
         self._latest: ServiceState | None = None
 
     async def refresh(self) -> None:
-        """Run the checks through their cache and read the status snapshot."""
-        results = await self.health.run(readiness_only=False)
-        checks: Mapping[str, str] = {check.key: result.status.value for check, result in results}
-        readiness = [result.status for check, result in results if check.readiness]
-        jobs: dict[str, JobSeries] = {}
-        epoch = None
-        try:
-            # Cached and shared with the job checks that just ran: no second query.
-            status = await asyncio.wait_for(
-                asyncio.shield(self.scheduler.status.get()), self.timeout
-            )
-        except TimeoutError:
-            pass  # no job series rather than stale ones; readiness tells why
-        else:
-            jobs = job_series(self.scheduler.jobs, status)
-            epoch = status.epoch
-        self._latest = ServiceState(
-            checks=checks,
-            ready=worst(readiness) is not Status.FAIL,
-            jobs=jobs,
-            leader=self.scheduler.is_leader if self.scheduler.enabled else None,
-            epoch=epoch,
+        """Run the checks through their cache and read the status snapshot, together."""
+        results, status = await asyncio.gather(
+            self.health.run(readiness_only=False), self._status()
         )
+        readiness = [result.status for check, result in results if check.readiness]
+        self._latest = ServiceState(
+            checks={check.key: result.status.value for check, result in results},
+            ready=worst(readiness) is not Status.FAIL,
+            # No job series rather than stale ones when the status is late: readiness says why.
+            jobs=job_series(self.scheduler.jobs, status) if status is not None else {},
+            leader=self.scheduler.is_leader if self.scheduler.enabled else None,
+            epoch=status.epoch if status is not None else None,
+        )
+
+    async def _status(self) -> SchedulerStatus | None:
+        # One read per cache period, shared with the job checks running beside it.
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.scheduler.status.get()), self.timeout)
+        except TimeoutError:
+            return None
 
     def read(self) -> ServiceState | None:
         """The state, refreshed first unless called on the loop itself (the ``/metrics``
