@@ -84,6 +84,7 @@ PENDING_SETTINGS = frozenset(
 
 KINDS = {
     "ConfigMap",
+    "CronJob",
     "Deployment",
     "HorizontalPodAutoscaler",
     "NetworkPolicy",
@@ -154,6 +155,29 @@ class Rendering:
         when the bake includes it."""
         with_monitoring = self.overlay != "base" and self.bake.monitoring
         return KINDS | MONITORING_KINDS if with_monitoring else set(KINDS)
+
+    @property
+    def cronjobs(self) -> list[dict[str, Any]]:
+        return k8s_tools.resources_of_kind(self.resources, "CronJob")
+
+    @property
+    def workloads(self) -> list[dict[str, Any]]:
+        """The Deployment, then each CronJob seen as ``spec.template`` (its pod template)."""
+        return [
+            self.deployment,
+            *(
+                {
+                    "metadata": cronjob["metadata"],
+                    "spec": {"template": cronjob["spec"]["jobTemplate"]["spec"]["template"]},
+                }
+                for cronjob in self.cronjobs
+            ),
+        ]
+
+    @property
+    def containers(self) -> list[dict[str, Any]]:
+        """Every container of every workload (init containers first)."""
+        return [found for workload in self.workloads for found in all_containers(workload)]
 
     @property
     def settings(self) -> dict[str, str]:
@@ -509,53 +533,54 @@ def test_prestop_sleep_and_grace_period_cover_the_whole_shutdown(rendering: Rend
 
 
 def test_pod_and_containers_are_hardened(rendering: Rendering) -> None:
-    spec = pod_spec(rendering.deployment)
-    pod = spec["securityContext"]
-    assert pod["runAsNonRoot"] is True
-    for key in ("runAsUser", "runAsGroup", "fsGroup"):
-        assert pod[key] >= UNPRIVILEGED_ID, key
-    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert spec["automountServiceAccountToken"] is False
-    account = only(rendering.resources, "ServiceAccount")
-    assert spec["serviceAccountName"] == account["metadata"]["name"]
-    assert account["automountServiceAccountToken"] is False
-    for key in ("hostNetwork", "hostPID", "hostIPC"):
-        assert not spec.get(key), key
+    for workload in rendering.workloads:
+        spec = pod_spec(workload)
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True
+        for key in ("runAsUser", "runAsGroup", "fsGroup"):
+            assert pod[key] >= UNPRIVILEGED_ID, key
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert spec["automountServiceAccountToken"] is False
+        account = only(rendering.resources, "ServiceAccount")
+        assert spec["serviceAccountName"] == account["metadata"]["name"]
+        assert account["automountServiceAccountToken"] is False
+        for key in ("hostNetwork", "hostPID", "hostIPC"):
+            assert not spec.get(key), key
 
-    dockerfile_user = [
-        a for k, a in dockerfile_instructions(rendering.bake.path / "Dockerfile") if k == "USER"
-    ][-1]
-    tmp_volumes = {volume["name"] for volume in spec["volumes"] if "emptyDir" in volume}
-    for container_ in all_containers(rendering.deployment):
-        name = container_["name"]
-        context = {**pod, **container_.get("securityContext", {})}
-        assert context["runAsNonRoot"] is True, name
-        assert context["runAsUser"] >= UNPRIVILEGED_ID, name
-        assert context["runAsGroup"] >= UNPRIVILEGED_ID, name
-        assert f"{context['runAsUser']}:{context['runAsGroup']}" == dockerfile_user, name
-        assert context["allowPrivilegeEscalation"] is False, name
-        assert context["readOnlyRootFilesystem"] is True, name
-        assert context.get("privileged", False) is False, name
-        assert context["capabilities"]["drop"] == ["ALL"], name
-        assert not context["capabilities"].get("add"), name
-        assert context["seccompProfile"] == {"type": "RuntimeDefault"}, name
-        mounts = {mount["mountPath"]: mount["name"] for mount in container_["volumeMounts"]}
-        assert mounts.get("/tmp") in tmp_volumes, f"{name}: no emptyDir at /tmp"
+        dockerfile_user = [
+            a for k, a in dockerfile_instructions(rendering.bake.path / "Dockerfile") if k == "USER"
+        ][-1]
+        tmp_volumes = {volume["name"] for volume in spec["volumes"] if "emptyDir" in volume}
+        for container_ in all_containers(workload):
+            name = container_["name"]
+            context = {**pod, **container_.get("securityContext", {})}
+            assert context["runAsNonRoot"] is True, name
+            assert context["runAsUser"] >= UNPRIVILEGED_ID, name
+            assert context["runAsGroup"] >= UNPRIVILEGED_ID, name
+            assert f"{context['runAsUser']}:{context['runAsGroup']}" == dockerfile_user, name
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context.get("privileged", False) is False, name
+            assert context["capabilities"]["drop"] == ["ALL"], name
+            assert not context["capabilities"].get("add"), name
+            assert context["seccompProfile"] == {"type": "RuntimeDefault"}, name
+            mounts = {mount["mountPath"]: mount["name"] for mount in container_["volumeMounts"]}
+            assert mounts.get("/tmp") in tmp_volumes, f"{name}: no emptyDir at /tmp"
 
 
 def test_every_container_requests_and_limits_cpu_memory_and_storage(
     rendering: Rendering,
 ) -> None:
-    for container_ in all_containers(rendering.deployment):
+    for container_ in rendering.containers:
         resources = container_["resources"]
         for resource in ("cpu", "memory", "ephemeral-storage"):
             request = quantity(resources["requests"][resource])
             limit = quantity(resources["limits"][resource])
             assert 0 < request <= limit, f"{container_['name']} {resource}"
-    spec = pod_spec(rendering.deployment)
-    for volume in spec["volumes"]:
-        if "emptyDir" in volume:
-            assert "sizeLimit" in volume["emptyDir"], volume["name"]
+    for workload in rendering.workloads:
+        for volume in pod_spec(workload)["volumes"]:
+            if "emptyDir" in volume:
+                assert "sizeLimit" in volume["emptyDir"], volume["name"]
 
 
 def test_pods_spread_across_nodes_and_zones(rendering: Rendering) -> None:
@@ -569,7 +594,7 @@ def test_pods_spread_across_nodes_and_zones(rendering: Rendering) -> None:
 
 def test_images_are_tagged_never_latest(rendering: Rendering) -> None:
     repository = str(rendering.bake.answers["container_image"])
-    for container_ in all_containers(rendering.deployment):
+    for container_ in rendering.containers:
         image = container_["image"]
         name, _, tag = image.rpartition(":")
         assert name == repository, image
@@ -675,7 +700,7 @@ def mounted_keys(sources: list[dict[str, Any]], keys: set[str]) -> set[str]:
 
 
 def test_secrets_are_files_in_secrets_dir_never_environment(rendering: Rendering) -> None:
-    for container_ in all_containers(rendering.deployment):
+    for container_ in rendering.containers:
         assert all("secretRef" not in source for source in container_.get("envFrom", []))
         for variable in container_.get("env", []):
             assert "secretKeyRef" not in variable.get("valueFrom", {}), variable["name"]
@@ -738,8 +763,69 @@ def test_configmap_holds_every_non_secret_setting(rendering: Rendering) -> None:
 
 def test_deployment_reads_the_rendered_configmap(rendering: Rendering) -> None:
     name = only(service_resources(rendering.resources), "ConfigMap")["metadata"]["name"]
-    for container_ in all_containers(rendering.deployment):
+    for container_ in rendering.containers:
         assert container_["envFrom"] == [{"configMapRef": {"name": name}}], container_["name"]
+
+
+def test_cronjobs_run_the_jobs_command_once_at_a_time_within_deadlines(
+    rendering: Rendering,
+) -> None:
+    package = str(rendering.bake.answers["package_name"])
+    assert rendering.cronjobs, "the example job declared as a CronJob is rendered"
+    app = container(rendering.deployment)
+    for cronjob in rendering.cronjobs:
+        spec = cronjob["spec"]
+        job = spec["jobTemplate"]["spec"]
+        pod = job["template"]["spec"]
+        (job_container,) = pod["containers"]
+        name = cronjob["metadata"]["name"]
+        assert spec["concurrencyPolicy"] == "Forbid", name
+        assert spec["timeZone"], name
+        assert spec["startingDeadlineSeconds"] > 0, name
+        assert job["activeDeadlineSeconds"] > 0, name
+        assert job["backoffLimit"] == 0, name
+        assert job["ttlSecondsAfterFinished"] > 0, name
+        assert pod["restartPolicy"] == "Never", name
+        command = job_container["command"]
+        assert command[:6] == ["python", "-m", package, "jobs", "run", "--cronjob"], name
+        assert name.endswith(command[6].replace("_", "-")), name
+        # The unwind, the run's end and the failure ping fit between SIGTERM and SIGKILL.
+        assert pod["terminationGracePeriodSeconds"] >= 5 + 2 + 2, name
+        for key in ("image", "envFrom", "volumeMounts", "securityContext"):
+            assert job_container[key] == app[key], f"{name}: {key}"
+        assert pod["volumes"] == pod_spec(rendering.deployment)["volumes"], name
+
+
+def test_an_overlay_patches_a_cronjobs_resources(bake: Bake, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(bake.path, project)
+    overlay = project / "k8s" / "overlays" / "production"
+    (name,) = [
+        cronjob["metadata"]["name"]
+        for cronjob in k8s_tools.resources_of_kind(
+            k8s_tools.render_overlay(project, "production"), "CronJob"
+        )
+    ]
+    (overlay / "cronjob-resources.yaml").write_text(
+        "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n"
+        f"  name: {name}\n"
+        "spec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n"
+        "          containers:\n            - name: job\n              resources:\n"
+        "                limits:\n                  memory: 2Gi\n"
+    )
+    kustomization = overlay / "kustomization.yaml"
+    kustomization.write_text(
+        kustomization.read_text().replace(
+            "  - path: resources.yaml\n",
+            "  - path: resources.yaml\n  - path: cronjob-resources.yaml\n",
+        )
+    )
+    (cronjob,) = k8s_tools.resources_of_kind(
+        k8s_tools.render_overlay(project, "production"), "CronJob"
+    )
+    (patched,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert patched["resources"]["limits"]["memory"] == "2Gi"
+    assert patched["resources"]["limits"]["cpu"] == "1", "the rest of the base is kept"
 
 
 def test_the_deploying_page_creates_the_secret_the_deployment_mounts(

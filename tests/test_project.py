@@ -52,6 +52,42 @@ def test_the_projects_own_suite_passes_against_real_services(project: Project) -
     assert "skipped" not in summary, summary
 
 
+def test_the_cronjobs_file_goes_stale_when_a_trigger_is_edited(project: Project) -> None:
+    # The project is shared by the session: its files are put back whatever happens.
+    source = project.path / "src" / project.package / "scheduling" / "count_items.py"
+    manifest = project.path / "k8s" / "base" / "cronjobs.yaml"
+    original, rendered = source.read_text(), manifest.read_text()
+    declared = "CronTrigger(hour=1, minute=43, timezone=UTC)"
+    assert declared in original, "the example's trigger, as this test edits it"
+    staleness = [
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_cronjobs.py::test_the_committed_cronjobs_match_the_registry",
+    ]
+    try:
+        source.write_text(
+            original.replace(declared, "CronTrigger(hour=2, minute=43, timezone=UTC)")
+        )
+        stale = project.run(staleness)
+        check = project.run(["python", "-m", project.package, "jobs", "cronjobs", "--check"])
+        render = project.run(["python", "-m", project.package, "jobs", "cronjobs"])
+        fresh = project.run(staleness)
+        regenerated = manifest.read_text()
+    finally:
+        source.write_text(original)
+        manifest.write_text(rendered)
+    assert stale.returncode == 1, stale.stdout[-3000:]
+    assert "k8s/base/cronjobs.yaml is stale: run make cronjobs" in stale.stdout
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert check.stderr.strip().endswith("is stale: run make cronjobs")
+    assert render.returncode == 0, render.stderr
+    assert fresh.returncode == 0, fresh.stdout[-3000:]
+    assert 'schedule: "43 2 * * *"' in regenerated
+    assert regenerated.replace("43 2 * * *", "43 1 * * *") == rendered
+
+
 def test_two_sessions_at_once_keep_to_their_own_cache_keys(project: Project) -> None:
     # Two sessions at once share TEST_REDIS_URL's database (two bakes tested at once do)
     # and number their items alike: each must cache under its own prefix, and its

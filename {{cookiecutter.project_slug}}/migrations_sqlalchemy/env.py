@@ -10,8 +10,9 @@ so a long transaction holding a table cannot stall the init container, nor every
 query queued behind the migration's lock request.
 
 A configuration or connection error (unreachable database, wrong password, a
-lock not obtained in time) ends the run with one line and exit status 1; an error
-in a migration itself keeps its traceback.
+lock not obtained in time) ends the run with one line and exit status 1, naming
+the server's host and port and what to do next when the connection failed
+(``outages.connection_problem``); an error in a migration itself keeps its traceback.
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from {{ cookiecutter.package_name }}.db import Base, postgres_engine_arguments
 from {{ cookiecutter.package_name }}.items import models as _items  # noqa: F401 (registers items)
 from {{ cookiecutter.package_name }}.outages import (
+    connection_problem,
     reason,
     says_misconfigured,
     says_unavailable,
 )
-from {{ cookiecutter.package_name }}.postgres import MIGRATION_LOCK_KEY
+from {{ cookiecutter.package_name }}.postgres import (
+    MIGRATION_LOCK_KEY,
+    parse_postgres_url,
+)
 from {{ cookiecutter.package_name }}.scheduling import models as _scheduling  # noqa: F401
 from {{ cookiecutter.package_name }}.settings import (
     ConfigurationError,
@@ -117,7 +122,14 @@ def run() -> None:
     except ConfigurationError as error:
         raise SystemExit(f"configuration error: {error}") from None
     except Exception as error:
-        # The operator's or the database's problem, not the migration's: one line.
+        # The operator's or the database's problem, not the migration's: one line,
+        # naming the server and the next step when the connection is what failed.
+        url = database_url()
+        problem = url.startswith("postgresql") and connection_problem(
+            error, parse_postgres_url(url)
+        )
+        if problem:
+            raise SystemExit(f"migration failed: {problem}") from None
         if says_unavailable(error) or says_misconfigured(error):
             raise SystemExit(f"migration failed: {reason(error)}") from None
         raise

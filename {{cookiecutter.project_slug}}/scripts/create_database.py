@@ -10,7 +10,8 @@ left as it is. With no ``DATABASE_URL`` (the SQLite file of development) there i
 nothing to create.
 
 Exit status 0 when the database exists afterwards; 1 with one line naming the
-problem (server unreachable, no privilege); 2 for a configuration error.
+problem (server unreachable, no privilege), the server's host and port and what to
+change in ``DATABASE_URL``; 2 for a configuration error.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
+from {{ cookiecutter.package_name }}.outages import (
+    connection_problem,
+    reason,
+)
+from {{ cookiecutter.package_name }}.postgres import parse_postgres_url
 from {{ cookiecutter.package_name }}.settings import ConfigurationError, load_settings
 
 MAINTENANCE_DATABASE = "postgres"
@@ -76,7 +82,8 @@ def main() -> int:
     try:
         created = asyncio.run(create_database(url))
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-        print(f"cannot create database {name!r}: {type(error).__name__}: {error}", file=sys.stderr)
+        problem = connection_problem(error, parse_postgres_url(url)) or reason(error)
+        print(f"cannot create database {name!r}: {problem}", file=sys.stderr)
         return 1
     print(f"database {name!r} {'created' if created else 'already exists'}")
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import inspect
+import itertools
 import os
 import re
 import socket
@@ -64,7 +65,7 @@ ADMIN_URL = normalize_database_url(
 
 # Variables that name a setting of the service, or a job's (<JOB_ID>_HEARTBEAT_URL).
 SETTING_NAMES = frozenset(name.upper() for name in Settings.model_fields) | {"SECRETS_DIR"}
-JOB_SETTING_SUFFIXES = ("_HEARTBEAT_URL", "_HEARTBEAT_PROTOCOL")
+JOB_SETTING_SUFFIXES = ("_HEARTBEAT_URL", "_HEARTBEAT_PROTOCOL", "_TIME_LIMIT")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -92,21 +93,25 @@ def ignore_the_developers_settings(
 # The items cache's keys in this session. Whoever tests at the same time shares
 # TEST_REDIS_URL's database (two bakes, or one suite run twice) and numbers its items
 # alike from its own throwaway PostgreSQL database: under the service's own prefix
-# (``<slug>:items:``) each session would read the other's entries.
-SESSION_KEY_PREFIX = f"{{ cookiecutter.project_slug }}:test-{uuid.uuid4().hex[:12]}:items:"
+# (``<slug>:items:``) each session would read the other's entries. Within the session,
+# each test has a prefix of its own below it, since tests number items alike too (an
+# app on SQLite and one on PostgreSQL both create item 1).
+SESSION_KEY_PREFIX = f"{{ cookiecutter.project_slug }}:test-{uuid.uuid4().hex[:12]}:"
 # A bake with Redis has the items cache; a bake without it has none.
 ITEMS_CACHE_MODULE = "{{ cookiecutter.package_name }}.items.cache"
 HAS_ITEMS_CACHE = importlib.util.find_spec(ITEMS_CACHE_MODULE) is not None
+_tests_run = itertools.count(1)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(autouse=True)
 def items_cache_key_prefix() -> Iterator[str]:
-    """``SESSION_KEY_PREFIX``, the items cache's ``KEY_PREFIX`` for the session."""
+    """The items cache's ``KEY_PREFIX`` for this test: ``SESSION_KEY_PREFIX<n>:items:``."""
+    prefix = f"{SESSION_KEY_PREFIX}{next(_tests_run)}:items:"
     with pytest.MonkeyPatch.context() as patch:
         if HAS_ITEMS_CACHE:
             cache = importlib.import_module(ITEMS_CACHE_MODULE)
-            patch.setattr(cache, "KEY_PREFIX", SESSION_KEY_PREFIX)
-        yield SESSION_KEY_PREFIX
+            patch.setattr(cache, "KEY_PREFIX", prefix)
+        yield prefix
 
 
 def pytest_report_header() -> list[str]:

@@ -60,10 +60,10 @@ async def redis() -> AsyncIterator[Redis]:
 
 
 async def test_get_is_served_from_the_cache_until_a_delete(
-    client: httpx.AsyncClient, redis: Redis, postgres_url: str
+    client: httpx.AsyncClient, redis: Redis, postgres_url: str, items_cache_key_prefix: str
 ) -> None:
     created = (await client.post("/items", json={"name": "cached"})).json()
-    key = f"{SESSION_KEY_PREFIX}{created['id']}"
+    key = f"{items_cache_key_prefix}{created['id']}"
     assert await redis.get(key) is None, "a create caches nothing"
 
     assert (await client.get(f"/items/{created['id']}")).json() == created
@@ -82,11 +82,12 @@ async def test_get_is_served_from_the_cache_until_a_delete(
 
 
 async def test_each_session_caches_under_a_prefix_of_its_own(
-    client: httpx.AsyncClient, redis: Redis
+    client: httpx.AsyncClient, redis: Redis, items_cache_key_prefix: str
 ) -> None:
     # Another session on the same Redis database numbers its items alike: its entry
     # for the same id (under its prefix, or the service's own) must not be served.
-    assert cache.KEY_PREFIX == SESSION_KEY_PREFIX
+    assert items_cache_key_prefix == cache.KEY_PREFIX
+    assert items_cache_key_prefix.startswith(SESSION_KEY_PREFIX)
     assert SESSION_KEY_PREFIX.startswith(f"{SLUG}:test-")
     created = (await client.post("/items", json={"name": "ours"})).json()
     others = [f"{SLUG}:items:", f"{SLUG}:test-another-session:items:"]
@@ -96,7 +97,7 @@ async def test_each_session_caches_under_a_prefix_of_its_own(
         theirs = json.dumps({**created, "name": "theirs"})
         await redis.set(f"{prefix}{created['id']}", theirs, ex=60)
     assert (await client.get(f"/items/{created['id']}")).json()["name"] == "ours"
-    assert await redis.get(f"{SESSION_KEY_PREFIX}{created['id']}") is not None
+    assert await redis.get(f"{items_cache_key_prefix}{created['id']}") is not None
     assert (await client.delete(f"/items/{created['id']}")).status_code == 204
     for prefix in others:
         assert await redis.get(f"{prefix}{created['id']}") is not None, "not ours to drop"

@@ -47,6 +47,8 @@ async def test_an_unreachable_server_is_one_line(tmp_path: Path, refused_port: i
     assert status == 1
     assert err.startswith("cannot create database 'nothing': ")
     assert len(err.splitlines()) == 1, err
+    assert f"nothing accepts connections on 127.0.0.1:{refused_port}" in err, err
+    assert "DATABASE_URL" in err, err
 
 
 async def test_sqlite_needs_no_database(tmp_path: Path) -> None:

@@ -10,8 +10,16 @@ from typing import Any
 import asyncpg
 import pytest
 
-from {{ cookiecutter.package_name }}.outages import quiet_orphaned_releases
-from {{ cookiecutter.package_name }}.postgres import libpq_dsn
+from {{ cookiecutter.package_name }}.outages import (
+    quiet_orphaned_releases,
+    report_first_connection,
+)
+from {{ cookiecutter.package_name }}.postgres import (
+    libpq_dsn,
+    parse_postgres_url,
+)
+
+OUTAGES_LOGGER = "{{ cookiecutter.package_name }}.outages"
 
 
 async def orphan_a_failing_release(pool: asyncpg.Pool) -> None:
@@ -51,3 +59,26 @@ async def test_an_orphaned_release_failure_is_one_warning_line(
     assert unhandled == 0
     assert len(others) == 1
     assert "never retrieved" in others[0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("database", "says"),
+    [
+        ("no_such_database_at_start", '"no_such_database_at_start" does not exist on'),
+        ("postgres", None),
+    ],
+)
+async def test_the_start_names_an_unreachable_database_in_one_line(
+    postgres_url: str, database: str, says: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = parse_postgres_url(f"{postgres_url.rsplit('/', 1)[0]}/{database}")
+    with caplog.at_level(logging.WARNING, logger=OUTAGES_LOGGER):
+        async with report_first_connection(server, connect_timeout=5):
+            await asyncio.sleep(1)
+    lines = [record.getMessage() for record in caplog.records if record.name == OUTAGES_LOGGER]
+    if says is None:
+        assert lines == []
+        return
+    (line,) = lines
+    assert f"{says} {server.address}" in line, line
+    assert "create it with make db" in line, line

@@ -49,6 +49,12 @@ def test_urls_are_read_once_into_asyncpg_form(given: str, dsn: str) -> None:
         ("postgresql://db/app?ssl=true", "ssl='true' must be one of"),
         ("postgresql://db/app?prepared_statement_cache_size=0", "unknown query parameter"),
         ("postgresql://db/app?ssl=require&sslmode=require", "given twice"),
+        ("postgresql+asyncpg://u:p@db:54x2/app", "its port must be a number from 1 to 65535"),
+        ("postgresql://u:p@db:65536/app", "its port 65536 must be from 1 to 65535"),
+        ("postgresql://u:p@db:0/app", "its port 0 must be from 1 to 65535"),
+        ("postgresql://db/app?port=5x", "its port must be a number"),
+        # A password written without "@host" reads as a port, and is not echoed.
+        ("postgresql://user:s3cret/app", "its port must be a number"),
     ],
 )
 def test_bad_query_parameters_stop_start_up_with_one_line(
@@ -61,6 +67,22 @@ def test_bad_query_parameters_stop_start_up_with_one_line(
         load_settings()
     assert str(error.value).startswith("DATABASE_URL: ")
     assert "\n" not in str(error.value)
+    assert "s3cret" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "address"),
+    [
+        ("postgresql://u:secret@db.internal/app", "db.internal:5432"),
+        ("postgresql://u:secret@db.internal:6432/app", "db.internal:6432"),
+        ("postgresql://u:secret@[::1]:5433/app", "[::1]:5433"),
+        ("postgresql:///app?host=/run/postgresql&port=5433", "/run/postgresql:5433"),
+        ("postgresql:///app", "local socket:5432"),
+    ],
+)
+def test_the_address_names_host_and_port_never_the_password(given: str, address: str) -> None:
+    assert parse_postgres_url(given).address == address
+    assert parse_postgres_url(given).database == "app"
 
 
 @pytest.mark.parametrize("environment", ["staging", "production"])

@@ -30,11 +30,16 @@ def test_jobs_list_shows_triggers_grace_and_redacted_heartbeats(
 
     out = capsys.readouterr().out
     header, *lines = out.splitlines()
-    assert header.split() == ["JOB", "TRIGGER", "GRACE", "NEXT", "FIRE", "(UTC)", "HEARTBEAT"]
+    assert header.split() == [
+        "JOB", "RUNS", "IN", "TRIGGER", "GRACE", "NEXT", "FIRE", "(UTC)", "HEARTBEAT"
+    ]  # fmt: skip
     rows = {line.split()[0]: line for line in lines}
     assert list(rows) == [job.id for job in default_jobs()]
     cleanup, alive = rows["cleanup_items"], rows["heartbeat_example"]
     assert "cron[hour='3', minute='17']" in cleanup
+    assert cleanup.split()[1] == "service"
+    if "count_items" in rows:  # the example CronJob job, unless removed
+        assert rows["count_items"].split()[1] == "cronjob"
     assert "3600 s" in cleanup
     assert cleanup.endswith("healthchecks https://hc-ping.com/*** (CLEANUP_ITEMS_HEARTBEAT_URL)")
     assert alive.endswith("none (set HEARTBEAT_EXAMPLE_HEARTBEAT_URL or HEALTHCHECKS_PING_KEY)")

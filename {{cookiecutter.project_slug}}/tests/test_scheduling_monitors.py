@@ -398,6 +398,8 @@ def test_the_example_jobs_sync_as_the_readme_shows(
     assert f"created {example}" in lines
     schedules = {c["slug"]: c.get("schedule") for c in healthchecks.checks.values()}
     assert schedules[slug("cleanup_items")] == "17 3 * * *"
+    # A job run by a Kubernetes CronJob (the example, unless removed) is provisioned as any other.
+    assert schedules.get(slug("count_items"), "43 1 * * *") == "43 1 * * *"
 
 
 @pytest.mark.parametrize("key", [API_KEY, "w" * 32])

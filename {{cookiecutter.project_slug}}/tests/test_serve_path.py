@@ -8,14 +8,22 @@ import sys
 import pytest
 
 PACKAGE = "{{ cookiecutter.package_name }}"
-# Modules a serving process must not load: migrations run as their own command, and
-# the jobs CLI and the Healthchecks Management API client are operators' tools.
+# Modules a serving process must not load: migrations run as their own command, the
+# jobs CLI and the Healthchecks Management API client are operators' tools, and
+# OpenTelemetry is loaded only when tracing is configured.
 NOT_SERVING = (
     "alembic",
     "aerich",
     f"{PACKAGE}.migrate",
     f"{PACKAGE}.scheduling.cli",
     f"{PACKAGE}.heartbeats.monitor_sync",
+    # Tracing is off unless OTEL_EXPORTER_OTLP_ENDPOINT is set (tracing.py): no tracer
+    # provider, exporter or instrumentation. (FastAPI imports OpenTelemetry's API for
+    # its own telemetry, and redis-py the SDK's metrics when the SDK is installed.)
+    "opentelemetry.sdk.trace",
+    "opentelemetry.exporter",
+    "opentelemetry.instrumentation",
+    f"{PACKAGE}.otel",
 )
 # Loaded with the first heartbeat target (heartbeats/targets.py, heartbeats/sender.py):
 # a service whose jobs have none, as here, never needs an HTTP client.

@@ -33,6 +33,7 @@ from .health import HealthCheck
 from .outages import quiet_pool_close_failures, reason, says_unavailable, statement_bounds
 from .postgres import parse_postgres_url
 from .settings import Settings
+from .tracing import trace_sqlalchemy_engine
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +123,7 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
     WARNING line (``outages.quiet_pool_close_failures``), not a traceback.
     """
     engine = create_engine(settings)
+    trace_sqlalchemy_engine(engine)
     sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
     pool_logger = engine.pool.logger
     if isinstance(pool_logger, InstanceLogger):  # echo_pool set

@@ -14,6 +14,8 @@ comes from asgi-correlation-id: its middleware (added by ``create_app``) takes t
 ``X-Request-ID`` request header or makes a new ID, returns it in the response's
 ``X-Request-ID``, and its logging filter copies it onto every record logged while
 that request is handled; records outside a request carry ``null`` (JSON) or ``-``.
+With tracing on (``tracing.py``), a JSON line written inside a span (a traced
+request, a job run) also carries the span's ``trace_id`` and ``span_id``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from asgi_correlation_id import CorrelationIdFilter
 from pythonjsonlogger.json import JsonFormatter
 
 from .settings import Environment, LogFormat, Settings
+from .tracing import trace_log_filter
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-8s %(name)s [%(correlation_id)s] %(message)s"
 # The record attributes each JSON line starts with, renamed to the usual field names;
@@ -57,6 +60,9 @@ def build_handler(settings: Settings, stream: TextIO | None = None) -> logging.H
     formatter: logging.Formatter
     if uses_json(settings):
         handler.addFilter(CorrelationIdFilter(default_value=None))
+        # With tracing on (tracing.py), lines written inside a span get its trace_id.
+        if (trace_ids := trace_log_filter()) is not None:
+            handler.addFilter(trace_ids)
         formatter = JsonFormatter(JSON_FIELDS, rename_fields=JSON_RENAMES, timestamp=True)
     else:
         handler.addFilter(CorrelationIdFilter(default_value="-"))

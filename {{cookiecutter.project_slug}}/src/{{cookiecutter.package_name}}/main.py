@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from . import __version__
+from .api_docs import CDN_DOCS_OFF, add_offline_docs
 {%- if cookiecutter.use_redis %}
 from .cache import open_redis, read_through_redis, redis_check
 {%- endif %}
@@ -38,13 +39,16 @@ from .health.router import LIVE_BODY
 from .heartbeats.targets import resolve_targets
 from .items.router import router as items_router
 from .logs import configure_logging
-from .metrics import Metrics, add_http_metrics, serve_metrics
+from .metrics import Metrics, add_http_metrics, metrics_port_problem, serve_metrics
 from .metrics import router as metrics_router
 from .metrics_state import ScrapeState
-from .outages import quiet_orphaned_releases
+from .outages import quiet_orphaned_releases, report_first_connection
+from .postgres import parse_postgres_url
 from .scheduling import JobRegistry, default_jobs
+from .scheduling.cronjob import time_limits
 from .scheduling.scheduler import JobScheduler
 from .settings import ConfigurationError, Settings, load_settings
+from .tracing import TELEMETRY, start_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +70,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             )
         database = await stack.enter_async_context(open_database(settings))
         app.state.database = database
+        if settings.database_dsn.startswith("postgresql"):
+            # One line at start naming the server and what to fix when it cannot be
+            # reached; start-up neither waits for it nor stops (readiness reports it).
+            await stack.enter_async_context(
+                report_first_connection(
+                    parse_postgres_url(settings.database_dsn),
+                    connect_timeout=settings.database_connect_timeout,
+                )
+            )
         app.state.health = HealthChecks(
             [database_check(database)],
             timeout=settings.health_check_timeout,
@@ -87,6 +100,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             database=database,
             metrics=app.state.metrics,
             targets=app.state.heartbeat_targets,
+            time_limits=app.state.job_time_limits,
         )
         for check in scheduler.health_checks():
             app.state.health.add(check)
@@ -138,7 +152,8 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
 
     Raises:
         ConfigurationError: ``settings`` omitted and the environment is invalid, or a
-            job's ``<JOB_ID>_HEARTBEAT_URL`` / ``<JOB_ID>_HEARTBEAT_PROTOCOL`` is.
+            job's ``<JOB_ID>_HEARTBEAT_URL`` / ``<JOB_ID>_HEARTBEAT_PROTOCOL`` /
+            ``<JOB_ID>_TIME_LIMIT`` is.
     """
     settings = settings if settings is not None else load_settings()
     jobs = jobs if jobs is not None else default_jobs()
@@ -152,13 +167,16 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
         redirect_slashes=False,
         # Enforced while the body streams in: a client cannot make the process hold more.
         max_body_size=settings.max_request_body_bytes,
-        **({} if settings.serve_api_docs else NO_API_DOCS),
+        # What FastAPI's own tracing leaves out (probes), once tracing.py starts it.
+        telemetry=TELEMETRY,
+        **(CDN_DOCS_OFF if settings.serve_api_docs else NO_API_DOCS),
     )
     app.state.settings = settings
     app.state.service_id = SERVICE_ID
     app.state.jobs = jobs
     # Read at registration: the URLs are secrets, kept out of Settings and its repr.
     app.state.heartbeat_targets = resolve_targets((job.id for job in jobs), settings)
+    app.state.job_time_limits = time_limits(jobs)
     app.state.metrics = Metrics()
     install_error_handlers(
         app,
@@ -168,6 +186,8 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
         is_unavailable=database_unavailable,
     )
     add_http_metrics(app, app.state.metrics)
+    # OpenTelemetry's SDK when OTEL_EXPORTER_OTLP_ENDPOINT is set; not imported otherwise.
+    start_tracing()
     # Outermost of ours: the request ID exists before anything else logs, and every
     # response, 503s included, returns it in X-Request-ID (see logs.py).
     app.add_middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER)
@@ -175,6 +195,8 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
     if not settings.metrics_port:
         app.include_router(metrics_router)
     app.include_router(items_router)
+    if settings.serve_api_docs:
+        add_offline_docs(app)
     return app
 
 
@@ -185,7 +207,14 @@ def _default_app() -> FastAPI:
         # Here, not in create_app: the process's logging belongs to the process that
         # serves (`python -m` or `uvicorn`), not to every app a test builds.
         configure_logging(settings)
-        return create_app(settings)
+        app = create_app(settings)
+        # Before uvicorn starts: a port in use is then one line, not the lifespan's traceback.
+        problem = settings.metrics_port and metrics_port_problem(
+            settings.host, settings.metrics_port
+        )
+        if problem:
+            raise ConfigurationError(problem)
+        return app
     except ConfigurationError as error:
         # One line naming the setting, not a traceback: this is the operator's mistake.
         raise SystemExit(f"configuration error: {error}") from None

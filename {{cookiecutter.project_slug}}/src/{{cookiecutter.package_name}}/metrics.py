@@ -50,6 +50,7 @@ A job's series are absent while its state cannot be read (the database is down:
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -292,6 +293,31 @@ def serve_metrics(metrics: Metrics, *, host: str, port: int) -> Iterator[None]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def metrics_port_problem(host: str, port: int) -> str | None:
+    """Why ``METRICS_PORT`` cannot be bound on ``host`` now, in one line; ``None`` when it can.
+
+    Binds and closes a socket as prometheus-client's server will (``SO_REUSEADDR``, the
+    first address ``host`` resolves to), so that a port in use (a second service on the
+    host, a second ``make run``) stops start-up with one line naming the setting before
+    uvicorn starts, not with the lifespan's traceback. Between this check and the
+    lifespan's bind another process may still take the port: ``serve_metrics`` then raises.
+    """
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM
+        )[0]
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        return (
+            f"METRICS_PORT: cannot serve metrics on {host}:{port} ({reason}): set "
+            "METRICS_PORT to a free port, or to 0 to serve /metrics on PORT"
+        )
+    return None
 
 
 router = APIRouter(tags=["metrics"])

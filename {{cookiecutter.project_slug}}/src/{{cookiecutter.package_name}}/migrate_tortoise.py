@@ -27,8 +27,8 @@ import asyncpg
 from aerich import Command
 
 from .db import tortoise_config
-from .outages import reason, says_misconfigured, says_unavailable
-from .postgres import MIGRATION_LOCK_KEY, libpq_dsn
+from .outages import connection_problem, reason, says_misconfigured, says_unavailable
+from .postgres import MIGRATION_LOCK_KEY, libpq_dsn, parse_postgres_url
 from .settings import ConfigurationError, Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -95,8 +95,13 @@ async def migrate(
 
 
 def main() -> int:
-    """Run the migrations of the configured database; returns the exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    """Run the migrations of the configured database; returns the exit status.
+
+    A successful run prints one line, its result: Tortoise's and Aerich's own INFO
+    lines (``Tortoise-ORM shutdown``) are left out, their warnings are not.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logger.setLevel(logging.INFO)
     try:
         settings = load_settings()
     except ConfigurationError as error:
@@ -114,8 +119,12 @@ def main() -> int:
             )
         )
     except Exception as error:
-        # The operator's or the database's problem, not the migration's: one line.
-        if says_unavailable(error) or says_misconfigured(error):
+        # The operator's or the database's problem, not the migration's: one line,
+        # naming the server and the next step when the connection is what failed.
+        problem = lock_dsn and connection_problem(error, parse_postgres_url(lock_dsn))
+        if problem:
+            print(f"migration failed: {problem}", file=sys.stderr)
+        elif says_unavailable(error) or says_misconfigured(error):
             print(f"migration failed: {reason(error)}", file=sys.stderr)
         else:
             logger.exception("migration failed")

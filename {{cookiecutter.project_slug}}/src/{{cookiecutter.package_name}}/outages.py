@@ -11,15 +11,26 @@ reads the chain; the database modules decide which exceptions to ask about.
 An outage is expected, so the driver's own reports of it are one WARNING line each,
 not a traceback: an orphaned pool release (asyncpg, ``quiet_orphaned_releases``) and a
 pooled connection that fails to close (SQLAlchemy, ``quiet_pool_close_failures``).
+
+``connection_problem`` reads it for people: what stopped a connection, to which
+``host:port`` and database, and what to do next, in one line for the commands that
+connect before anything else does (the migrations, ``make db``) and for the
+service's start (``report_first_connection``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
+
+import asyncpg
+
+from .postgres import PostgresURL
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +64,10 @@ MAX_REASON_CHARS = 200
 # What SQLAlchemy's pool logs at ERROR, with a traceback, when closing a pooled
 # connection fails (``Pool._close_connection`` in sqlalchemy/pool/base.py).
 POOL_CLOSE_FAILURE = "Exception closing connection"
+# SQLSTATE of a database the server does not know (invalid_catalog_name).
+NO_SUCH_DATABASE = "3D000"
+# SQLSTATE class of a refused login (invalid_authorization_specification, wrong password).
+REFUSED_LOGIN_CLASS = "28"
 
 
 def causes(error: BaseException) -> Iterator[BaseException]:
@@ -124,6 +139,93 @@ def reason(error: BaseException) -> str:
     if innermost is not error:
         names += f" <- {type(innermost).__name__}"
     return f"{names}: {message}" if message else names
+
+
+def connection_problem(error: BaseException, server: PostgresURL) -> str | None:
+    """One line: what in ``error``'s chain stopped a connection to ``server``, and the next
+    step; ``None`` when the chain holds no such problem (a bug, or a statement's error).
+
+    Names the server by ``PostgresURL.address`` (``host:port``) and its database, never
+    the user's password, and says what to change: ``make db`` for a database that does
+    not exist, the host, port, user or password in ``DATABASE_URL`` otherwise. E.g.
+    ``database "billing" does not exist on 127.0.0.1:5432: create it with make db,
+    or fix its name in DATABASE_URL``.
+    """
+    for cause in causes(error):
+        sqlstate = getattr(cause, "sqlstate", None)
+        if sqlstate == NO_SUCH_DATABASE:
+            name = f'"{server.database}"' if server.database else "named by the user"
+            return (
+                f"database {name} does not exist on {server.address}: create it with "
+                "make db, or fix its name in DATABASE_URL"
+            )
+        if isinstance(sqlstate, str) and sqlstate.startswith(REFUSED_LOGIN_CLASS):
+            return (
+                f"{server.address} refused the login ({_first_line(cause)}): fix the user "
+                "or password in DATABASE_URL"
+            )
+        if isinstance(cause, socket.gaierror):
+            return (
+                f"cannot find the host of {server.address} ({_first_line(cause)}): "
+                "fix the host in DATABASE_URL"
+            )
+        if isinstance(cause, ConnectionRefusedError):
+            return (
+                f"nothing accepts connections on {server.address} (connection refused): "
+                "start PostgreSQL there, or fix the host and port in DATABASE_URL"
+            )
+        if isinstance(cause, TimeoutError):
+            return (
+                f"{server.address} did not answer in time: check the host and port in "
+                "DATABASE_URL, and the network between"
+            )
+        if isinstance(cause, OSError):
+            return (
+                f"cannot connect to {server.address} ({_first_line(cause)}): check the "
+                "host and port in DATABASE_URL"
+            )
+    return None
+
+
+async def _try_first_connection(server: PostgresURL, connect_timeout: float) -> None:
+    try:
+        connection = await asyncpg.connect(server.dsn, timeout=connect_timeout)
+    except Exception as error:
+        problem = connection_problem(error, server) or reason(error)
+        logger.warning(
+            "database not reachable at start-up: %s; readiness fails until then", problem
+        )
+    else:
+        await connection.close()
+
+
+@asynccontextmanager
+async def report_first_connection(
+    server: PostgresURL, *, connect_timeout: float
+) -> AsyncIterator[None]:
+    """Within the block, connect once to ``server`` in the background (within
+    ``connect_timeout`` seconds) and close at once; when that fails, log one WARNING
+    line naming the server, the problem and the next step (``connection_problem``).
+
+    Start-up neither waits for it nor stops: the pools connect on first use, so the
+    service starts while the database is down and readiness reports it; this line says
+    at start what to fix (a database to create with ``make db``, a host or password
+    in ``DATABASE_URL``). The attempt is cancelled if still running at the block's end.
+    """
+    attempt = asyncio.create_task(_try_first_connection(server, connect_timeout))
+    try:
+        yield
+    finally:
+        attempt.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await attempt
+
+
+def _first_line(error: BaseException) -> str:
+    # The error's own message, one line, at most MAX_REASON_CHARS characters.
+    lines = str(error).strip().splitlines()
+    message = lines[0] if lines else type(error).__name__
+    return message[:MAX_REASON_CHARS] + ("..." if len(message) > MAX_REASON_CHARS else "")
 
 
 def statement_bounds(statement_timeout: float) -> dict[str, Any]:

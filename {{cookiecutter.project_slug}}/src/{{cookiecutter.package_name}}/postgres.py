@@ -12,7 +12,10 @@ broke the pool instead.
 Accepted query parameters: libpq's that asyncpg reads from a URL (``QUERY_PARAMETERS``)
 and ``ssl`` as another name for ``sslmode``. Anything else is refused with one line:
 asyncpg would send an unknown name to the server as a setting, which fails every
-connection long after start-up.
+connection long after start-up. So is a port that is not a number from 1 to 65535
+(in the netloc or ``?port=``): each reader would otherwise fail its own way, with a
+traceback (``invalid literal for int()``, Tortoise's ``Port is not an integer``).
+No message echoes the URL's text: ``DATABASE_URL`` is a secret.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import asyncpg
 
@@ -55,6 +58,8 @@ QUERY_PARAMETERS = frozenset(
 # Other spellings of a parameter: SQLAlchemy documents ``?ssl=`` for asyncpg.
 ALIASES = {"ssl": "sslmode"}
 SCHEMES = ("postgres", "postgresql")
+# libpq's default port, the one a URL without a port reaches.
+DEFAULT_PORT = 5432
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +69,25 @@ class PostgresURL:
     ``url``: ``postgresql+asyncpg://...`` with the query in its canonical form (the
     form ``DATABASE_URL`` is normalised to); ``dsn``: the same for asyncpg
     (``postgresql://...``); ``host``: the host of the netloc or of ``?host=``,
-    ``None`` when neither names one (libpq's default Unix socket).
+    ``None`` when neither names one (libpq's default Unix socket); ``port``: the port
+    of the netloc or of ``?port=``, ``None`` when neither names one (``DEFAULT_PORT``);
+    ``database``: the database name, ``None`` when the URL names none.
     """
 
     url: str
     dsn: str
     host: str | None
+    port: int | None = None
+    database: str | None = None
+
+    @property
+    def address(self) -> str:
+        """``host:port`` as a log line names the server (never the user or password):
+        ``db.internal:5432``, ``[::1]:5433``, ``local socket:5432`` without a host."""
+        host = self.host or "local socket"
+        if ":" in host and not host.startswith("/"):
+            host = f"[{host}]"
+        return f"{host}:{self.port or DEFAULT_PORT}"
 
     @property
     def url_without_query(self) -> str:
@@ -82,8 +100,9 @@ def parse_postgres_url(url: str) -> PostgresURL:
     """Check ``url`` (``postgres://``, ``postgresql://`` or ``postgresql+<driver>://``).
 
     Raises:
-        ValueError: not a PostgreSQL URL, a query parameter that is unknown, given
-            twice or (``sslmode``) not one of ``SSL_MODES``; the message is one line.
+        ValueError: not a PostgreSQL URL, a port that is not a number from 1 to 65535,
+            a query parameter that is unknown, given twice or (``sslmode``) not one of
+            ``SSL_MODES``; the message is one line.
     """
     parts = urlsplit(url)
     if parts.scheme.split("+", 1)[0].lower() not in SCHEMES:
@@ -99,11 +118,42 @@ def parse_postgres_url(url: str) -> PostgresURL:
         if name == "sslmode" and value not in SSL_MODES:
             raise ValueError(f"{raw_name}={value!r} must be one of {', '.join(SSL_MODES)}")
         query[name] = value
+    ports = [_port(port) for port in _netloc_ports(parts.netloc)]
+    if "port" in query:
+        ports += [_port(port) for port in query["port"].split(",")]
     rest = f"//{parts.netloc}{parts.path}"
     if query:
         rest += f"?{urlencode(query)}"
     host = parts.hostname or query.get("host") or None
-    return PostgresURL(url=f"postgresql+asyncpg:{rest}", dsn=f"postgresql:{rest}", host=host)
+    return PostgresURL(
+        url=f"postgresql+asyncpg:{rest}",
+        dsn=f"postgresql:{rest}",
+        host=host,
+        port=ports[0] if ports else None,
+        database=unquote(parts.path.lstrip("/")) or query.get("dbname") or None,
+    )
+
+
+def _netloc_ports(netloc: str) -> list[str]:
+    # The port of each host of the netloc (libpq allows ``h1:5432,h2:5433``), as written.
+    hosts = netloc.rpartition("@")[2]
+    ports = []
+    for host in hosts.split(","):
+        address = host.rpartition("]")[2] if host.startswith("[") else host
+        _, colon, port = address.rpartition(":")
+        if colon and port:
+            ports.append(port)
+    return ports
+
+
+def _port(text: str) -> int:
+    # A TCP port as libpq takes one: digits only, 1 to 65535. Text that is not a number
+    # is not echoed: it may be a password (``user:secret`` written without ``@host``).
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError("its port must be a number from 1 to 65535")
+    if not 1 <= int(text) <= 65535:
+        raise ValueError(f"its port {int(text)} must be from 1 to 65535")
+    return int(text)
 
 
 def libpq_dsn(url: str) -> str:

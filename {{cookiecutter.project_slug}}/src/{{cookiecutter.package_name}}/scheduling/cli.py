@@ -1,4 +1,4 @@
-"""``python -m {{ cookiecutter.package_name }} jobs list``, ``jobs run <job_id>`` and ``jobs sync-monitors``.
+"""``python -m {{ cookiecutter.package_name }} jobs list``, ``jobs run <job_id>``, ``jobs sync-monitors``, ``jobs cronjobs``.
 
 For operators, e.g. through ``kubectl exec``. ``jobs run`` goes through the same
 wrapper as a scheduled run (heartbeat pings, job state, metrics) and exits 1 when
@@ -8,6 +8,13 @@ whatever the scheduler is doing. ``jobs sync-monitors [--dry-run] [--prune]``
 provisions the jobs' Healthchecks checks (``heartbeats/monitor_sync.py``), one line per check
 (what a new check gets, the fields an update changes, old -> new), and exits 1,
 with one line, when the API refuses or cannot be reached.
+
+``jobs run --cronjob <job_id>`` is what a CronJob's pod runs (``cronjob.py``): the
+run is recorded under the fire time derived from the trigger, a second pod for that
+fire runs nothing (exit 0), ``<JOB_ID>_TIME_LIMIT`` bounds it, and SIGTERM cancels
+it (recorded ``cancelled``, a failure ping saying why; exit 1). ``jobs cronjobs
+[--check]`` writes ``k8s/base/cronjobs.yaml`` from the registry (``--check``: exit 1
+when the file differs, writing nothing).
 """
 
 from __future__ import annotations
@@ -15,8 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from ..db import open_database
@@ -25,6 +34,8 @@ from ..heartbeats.sender import Heartbeat
 from ..heartbeats.targets import resolve_targets
 from ..metrics import Metrics
 from ..settings import Settings
+from .cronjob import fire_time, load_cronjob_settings
+from .lease import Lease, process_identity
 from .registry import JobRegistry
 from .runner import JobRunner, RunOutcome
 from .state import JobStates
@@ -34,11 +45,31 @@ def add_jobs_command(commands: Any) -> None:
     """Add ``jobs list`` and ``jobs run <job_id>`` to argparse ``commands`` (subparsers)."""
     jobs = commands.add_parser("jobs", help="list the scheduled jobs, or run one now")
     actions = jobs.add_subparsers(
-        dest="jobs_command", required=True, metavar="{list,run,sync-monitors}"
+        dest="jobs_command", required=True, metavar="{list,run,sync-monitors,cronjobs}"
     )
-    actions.add_parser("list", help="list the jobs: trigger, grace time, next fire, heartbeat")
+    actions.add_parser(
+        "list", help="list the jobs: where they run, trigger, grace time, next fire, heartbeat"
+    )
     run = actions.add_parser("run", help="run one job now through the heartbeat wrapper")
     run.add_argument("job_id")
+    run.add_argument(
+        "--cronjob",
+        action="store_true",
+        help="run as a CronJob's pod: record the fire due now, time limit, SIGTERM cancels",
+    )
+    run.add_argument(
+        "--fire-time",
+        type=_aware_datetime,
+        default=None,
+        help="with --cronjob: the fire to record (ISO 8601 with offset) instead of the one due now",
+    )
+    cronjobs = actions.add_parser(
+        "cronjobs", help="write k8s/base/cronjobs.yaml from the jobs declared runs_in='cronjob'"
+    )
+    cronjobs.add_argument("--output", type=Path, default=None, help="the file to write")
+    cronjobs.add_argument(
+        "--check", action="store_true", help="exit 1 when the file is stale; write nothing"
+    )
     sync = actions.add_parser(
         "sync-monitors", help="create or update each job's Healthchecks check (Management API)"
     )
@@ -67,6 +98,8 @@ def jobs_command(
     out = out if out is not None else sys.stdout
     if args.jobs_command == "list":
         return list_jobs(jobs, settings=settings, out=out)
+    if args.jobs_command == "cronjobs":
+        return cronjobs_command(jobs, out=out, output=args.output, check=args.check)
     if args.jobs_command == "sync-monitors":
         return sync_command(
             jobs, settings=settings, out=out, dry_run=args.dry_run, prune=args.prune
@@ -75,20 +108,34 @@ def jobs_command(
         known = ", ".join(job.id for job in jobs) or "none"
         print(f"unknown job {args.job_id!r}; jobs: {known}", file=sys.stderr)
         return 2
+    if args.cronjob:
+        time_limit = load_cronjob_settings(args.job_id).time_limit
+        outcome = asyncio.run(
+            run_cronjob(
+                args.job_id,
+                jobs=jobs,
+                settings=settings,
+                time_limit=time_limit,
+                scheduled_at=args.fire_time,
+            )
+        )
+        print(f"{args.job_id}: {outcome.value}", file=out)
+        # Refused: another pod runs (or ran) this fire; not this pod's failure.
+        return 0 if outcome in (RunOutcome.SUCCESS, RunOutcome.REFUSED) else 1
     outcome = asyncio.run(run_job(args.job_id, jobs=jobs, settings=settings))
     print(f"{args.job_id}: {outcome.value}", file=out)
     return 0 if outcome is RunOutcome.SUCCESS else 1
 
 
 def list_jobs(jobs: JobRegistry, *, settings: Settings, out: TextIO) -> int:
-    """Print one line per job: id, trigger, grace (s), next fire (UTC), heartbeat.
+    """Print one line per job: id, where it runs, trigger, grace (s), next fire (UTC), heartbeat.
 
     The heartbeat column shows the protocol, the redacted URL (never the token) and
     the setting it comes from, or ``none``.
     """
     targets = resolve_targets((job.id for job in jobs), settings)
     now = datetime.now(UTC)
-    rows = [("JOB", "TRIGGER", "GRACE", "NEXT FIRE (UTC)", "HEARTBEAT")]
+    rows = [("JOB", "RUNS IN", "TRIGGER", "GRACE", "NEXT FIRE (UTC)", "HEARTBEAT")]
     for job in jobs:
         next_fire = job.trigger.get_next_fire_time(None, now)
         target = targets[job.id]
@@ -100,6 +147,7 @@ def list_jobs(jobs: JobRegistry, *, settings: Settings, out: TextIO) -> int:
         rows.append(
             (
                 job.id,
+                job.runs_in,
                 str(job.trigger),
                 f"{job.grace.total_seconds():g} s",
                 next_fire.astimezone(UTC).isoformat(timespec="seconds") if next_fire else "-",
@@ -163,3 +211,121 @@ async def run_job(job_id: str, *, jobs: JobRegistry, settings: Settings) -> RunO
     finally:
         await heartbeat.drain(None)
         await heartbeat.aclose()
+
+
+def cronjobs_command(jobs: JobRegistry, *, out: TextIO, output: Path | None, check: bool) -> int:
+    """``jobs cronjobs``: write (or ``check``) the CronJobs file; 1 with one line on error."""
+    from .cronjob_manifest import MANIFEST, ManifestError, render_cronjobs
+
+    path = output if output is not None else MANIFEST
+    try:
+        text = render_cronjobs(jobs)
+    except ManifestError as error:
+        print(f"jobs cronjobs: {error}", file=sys.stderr)
+        return 1
+    if check:
+        current = path.read_text(encoding="utf-8") if path.is_file() else ""
+        if current != text:
+            print(f"jobs cronjobs: {path} is stale: run make cronjobs", file=sys.stderr)
+            return 1
+        print(f"{path}: up to date", file=out)
+        return 0
+    path.write_text(text, encoding="utf-8")
+    count = len(jobs.runs_in("cronjob"))
+    print(f"{path}: {count} CronJob(s)", file=out)
+    return 0
+
+
+async def run_cronjob(
+    job_id: str,
+    *,
+    jobs: JobRegistry,
+    settings: Settings,
+    time_limit: float,
+    scheduled_at: datetime | None = None,
+) -> RunOutcome:
+    """Run ``job_id`` as its CronJob's pod does; see the module docstring.
+
+    ``scheduled_at``: the fire to record; derived from the trigger when omitted
+    (``cronjob.fire_time``).
+
+    Returns the outcome (``CANCELLED`` after SIGTERM). Waits at most
+    ``HEARTBEAT_FLUSH_TIMEOUT`` seconds for the pings after a SIGTERM.
+
+    Raises:
+        KeyError: no such job.
+        ConfigurationError: a job's heartbeat URL or protocol is invalid.
+    """
+    job = jobs.get(job_id)
+    if scheduled_at is None:
+        scheduled_at = fire_time(job, datetime.now(UTC))
+    if scheduled_at is None:
+        logging.getLogger(__name__).info(
+            "job %s: no fire within its grace time of %g s; run by hand, without a fire time",
+            job_id,
+            job.grace.total_seconds(),
+        )
+    targets = resolve_targets((job.id for job in jobs), settings)
+    metrics = Metrics()
+    heartbeat = Heartbeat(
+        metrics=metrics, timeout=settings.heartbeat_timeout, retries=settings.heartbeat_retries
+    )
+    lease = None
+    if settings.database_dsn.startswith("postgresql"):
+        lease = Lease(
+            settings.database_dsn,
+            name=jobs.name,
+            holder=f"cronjob:{process_identity()}"[:200],
+            ttl=settings.scheduler_lease_ttl,
+            connect_timeout=settings.database_connect_timeout,
+            statement_timeout=settings.database_statement_timeout,
+            application_name=f"cronjob {job_id}"[:63],
+        )
+    loop = asyncio.get_running_loop()
+    terminated = False
+    interrupts: list[asyncio.Task[None]] = []
+    try:
+        async with open_database(settings) as database:
+            runner = JobRunner(
+                jobs=jobs,
+                targets=targets,
+                heartbeat=heartbeat,
+                states=JobStates(job.id for job in jobs),
+                metrics=metrics,
+                settings=settings,
+                database=database,
+                lease=lease,
+            )
+            run = asyncio.create_task(
+                runner.run(job_id, scheduled_at=scheduled_at, cronjob=True, time_limit=time_limit)
+            )
+
+            def on_sigterm() -> None:
+                nonlocal terminated
+                terminated = True
+                reason = (
+                    "SIGTERM: the pod was stopped (node drain, eviction or activeDeadlineSeconds)"
+                )
+                interrupts.append(loop.create_task(runner.interrupt(reason)))
+
+            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+            try:
+                return await run
+            except asyncio.CancelledError:
+                if not terminated:
+                    raise
+                return RunOutcome.CANCELLED
+            finally:
+                loop.remove_signal_handler(signal.SIGTERM)
+    finally:
+        await heartbeat.drain(settings.heartbeat_flush_timeout if terminated else None)
+        await heartbeat.aclose()
+        if lease is not None:
+            await lease.aclose()
+
+
+def _aware_datetime(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset")
+    return moment.astimezone(UTC)

@@ -14,6 +14,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from ..items.store import open_item_store
+from . import count_items  # noqa: F401  (the example CronJob job: remove with its file)
 from .registry import JobContext, scheduled
 
 logger = logging.getLogger(__name__)

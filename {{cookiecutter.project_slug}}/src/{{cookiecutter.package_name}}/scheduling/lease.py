@@ -84,18 +84,28 @@ WHERE EXISTS (
 ON CONFLICT (registry, job_id, fire_time, attempt) DO NOTHING
 RETURNING started_at
 """
+# A CronJob pod's run (``cronjob.py``): no lease, epoch 0 (terms start at 1); the unique
+# key on (fire time, attempt) refuses a second pod for the same fire.
+START_CRONJOB_RUN = """
+INSERT INTO scheduler_runs
+    (registry, job_id, run_id, fire_time, attempt, epoch, holder, started_at)
+VALUES ($1, $2, $3, $4, 1, 0, $5, clock_timestamp())
+ON CONFLICT (registry, job_id, fire_time, attempt) DO NOTHING
+RETURNING started_at
+"""
 FINISH_RUN = """
 UPDATE scheduler_runs
 SET ended_at = clock_timestamp(), outcome = $3, error_type = $4, duration = $5
 WHERE registry = $1 AND run_id = $2 AND outcome IS NULL
 RETURNING id
 """
-# Runs of older terms still without an outcome: their leader lost its term mid-run.
+# Runs of older terms still without an outcome: their leader lost its term mid-run
+# (a CronJob pod's run, epoch 0, is no leader's).
 SUPERSEDE_STALE = """
 UPDATE scheduler_runs
 SET outcome = 'superseded', ended_at = clock_timestamp(),
     duration = extract(epoch FROM clock_timestamp() - started_at)
-WHERE registry = $1 AND outcome IS NULL AND epoch < $2
+WHERE registry = $1 AND outcome IS NULL AND epoch < $2 AND epoch > 0
 RETURNING job_id, fire_time, attempt
 """
 LAST_FIRES = """
@@ -218,6 +228,19 @@ class Lease:
         """
         started = await self._fetchval(
             START_RUN, self.name, job_id, run_id, fire_time, attempt, epoch, self.holder
+        )
+        return started is not None
+
+    async def start_cronjob_run(
+        self, job_id: str, run_id: uuid.UUID, fire_time: datetime | None
+    ) -> bool:
+        """Record a CronJob pod's run (epoch 0, no lease); ``False`` when the fire is taken.
+
+        Raises:
+            Exception: as ``try_acquire`` (the run must not start either).
+        """
+        started = await self._fetchval(
+            START_CRONJOB_RUN, self.name, job_id, run_id, fire_time, self.holder
         )
         return started is not None
 

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from apscheduler.triggers.base import BaseTrigger
 
@@ -72,6 +72,10 @@ class JobContext:
 
 JobFunction = Callable[[JobContext], Awaitable[None]]
 
+# Where a job runs: in the service's scheduler (on the lease holder), or in a pod of a
+# Kubernetes CronJob of its own (``cronjob.py`` renders it; ``jobs run --cronjob``).
+RunsIn = Literal["service", "cronjob"]
+
 
 @dataclass(frozen=True, slots=True)
 class Job:
@@ -79,13 +83,16 @@ class Job:
 
     ``trigger`` is an APScheduler 3 trigger (``CronTrigger``, ``IntervalTrigger``...).
     ``grace`` is how late a success may come after a fire before ``/health`` fails
-    the job; give the heartbeat monitor the same grace time.
+    the job; give the heartbeat monitor the same grace time. ``runs_in`` is where it
+    runs: ``service`` (the scheduler of the replica that leads) or ``cronjob`` (a
+    Kubernetes CronJob rendered from it, see ``docs/jobs-and-monitoring.md``).
     """
 
     id: str
     func: JobFunction
     trigger: Any = field(compare=False)
     grace: timedelta
+    runs_in: RunsIn = "service"
 
     @property
     def description(self) -> str:
@@ -120,10 +127,12 @@ class JobRegistry:
             raise ValueError(f"job {job.id!r}: trigger must be an APScheduler trigger")
         if job.grace <= timedelta(0):
             raise ValueError(f"job {job.id!r}: grace must be positive")
+        if job.runs_in not in ("service", "cronjob"):
+            raise ValueError(f"job {job.id!r}: runs_in must be 'service' or 'cronjob'")
         self._jobs[job.id] = job
 
     def scheduled(
-        self, job_id: str, trigger: Any, *, grace: timedelta
+        self, job_id: str, trigger: Any, *, grace: timedelta, runs_in: RunsIn = "service"
     ) -> Callable[[JobFunction], JobFunction]:
         """Decorator registering an ``async def job(context: JobContext) -> None``.
 
@@ -132,12 +141,14 @@ class JobRegistry:
             @scheduled("nightly_cleanup", CronTrigger(hour=2), grace=timedelta(hours=1))
             async def nightly_cleanup(context: JobContext) -> None: ...
 
+        ``runs_in="cronjob"`` hands the job to a Kubernetes CronJob of its own.
+
         Raises:
             ValueError: as ``add``.
         """
 
         def register(func: JobFunction) -> JobFunction:
-            self.add(Job(id=job_id, func=func, trigger=trigger, grace=grace))
+            self.add(Job(id=job_id, func=func, trigger=trigger, grace=grace, runs_in=runs_in))
             return func
 
         return register
@@ -149,6 +160,10 @@ class JobRegistry:
             KeyError: no such job.
         """
         return self._jobs[job_id]
+
+    def runs_in(self, where: RunsIn) -> list[Job]:
+        """The jobs that run ``where``, in declaration order."""
+        return [job for job in self._jobs.values() if job.runs_in == where]
 
     def __contains__(self, job_id: object) -> bool:
         return job_id in self._jobs

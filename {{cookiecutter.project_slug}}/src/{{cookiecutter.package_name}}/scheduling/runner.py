@@ -11,6 +11,11 @@ shutdown re-raises ``CancelledError`` and is reported as neither: a deploy must
 not page anyone. A run cancelled because its leader stepped down is recorded as
 ``superseded``, and is not reported either; nor is a run whose record a new leader
 has already marked superseded when it ends.
+
+A CronJob pod's run (``cronjob=True``, ``jobs run --cronjob``) is recorded without a
+lease (``Lease.start_cronjob_run``), is cancelled past its ``time_limit`` (a failure,
+``TimeLimitExceeded``), and a cancellation (SIGTERM) is recorded ``cancelled`` and
+reported to the monitor as a failure whose body says why: nobody else would.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from ..heartbeats.sender import Heartbeat
 from ..heartbeats.targets import HeartbeatTarget
 from ..metrics import Metrics
 from ..settings import Settings
+from ..tracing import job_run_span
 from .leader import Term
 from .lease import Lease, StaleLeaderError
 from .registry import JobContext, JobRegistry
@@ -50,6 +56,12 @@ class RunOutcome(enum.StrEnum):
     REFUSED = "refused"
     # Ended without a report: a new leader superseded it.
     SUPERSEDED = "superseded"
+    # Cancelled (a CronJob pod's SIGTERM); with ``cronjob=True`` reported as a failure.
+    CANCELLED = "cancelled"
+
+
+class TimeLimitExceeded(Exception):
+    """The run lasted longer than its time limit (``<JOB_ID>_TIME_LIMIT``) and was cancelled."""
 
 
 # Seconds allowed to record the end of a cancelled run before it unwinds anyway.
@@ -105,6 +117,8 @@ class JobRunner:
         self._in_flight: dict[asyncio.Task[Any], str] = {}
         # Why a run in flight was cancelled: recorded as its outcome.
         self._cancel_reasons: dict[asyncio.Task[Any], str] = {}
+        # What a cancelled CronJob run's failure ping says.
+        self._cancel_details: dict[asyncio.Task[Any], str] = {}
 
     @property
     def in_flight(self) -> int:
@@ -122,11 +136,17 @@ class JobRunner:
         scheduled_at: datetime | None = None,
         term: Term | None = None,
         attempt: int = 1,
+        cronjob: bool = False,
+        time_limit: float | None = None,
     ) -> RunOutcome:
         """Run the job ``job_id`` once; ``scheduled_at`` is its fire time, if scheduled.
 
         With a lease and a ``term`` the run is recorded, and starts only if its start
         could be recorded under ``term`` (``attempt`` of the fire ``scheduled_at``).
+        With a lease and ``cronjob`` it is recorded as a CronJob pod's run (no term); a
+        start that cannot be recorded is then a ``FAILURE``, reported to the monitor.
+        ``time_limit`` (seconds): past it the run is cancelled and fails with
+        ``TimeLimitExceeded``.
 
         Returns the outcome; the job's own exception is logged, never raised.
 
@@ -136,14 +156,51 @@ class JobRunner:
                 stepped down); nothing is reported to the monitor and no failure is
                 recorded.
         """
+        run_id = uuid.uuid4()
+        with job_run_span(job_id, run_id, scheduled_at) as record_outcome:
+            outcome = await self._run(
+                job_id,
+                run_id,
+                scheduled_at=scheduled_at,
+                term=term,
+                attempt=attempt,
+                cronjob=cronjob,
+                time_limit=time_limit,
+            )
+            record_outcome(outcome)
+            return outcome
+
+    async def _run(
+        self,
+        job_id: str,
+        run_id: uuid.UUID,
+        *,
+        scheduled_at: datetime | None,
+        term: Term | None,
+        attempt: int,
+        cronjob: bool,
+        time_limit: float | None,
+    ) -> RunOutcome:
         job = self.jobs.get(job_id)
         series = self._series[job_id]
         state = self.states[job_id]
         target = self.targets.get(job_id)
-        run_id = uuid.uuid4()
-        recorded = self.lease is not None and term is not None
-        if recorded and not await self._record_start(job_id, run_id, scheduled_at, attempt, term):
-            return RunOutcome.REFUSED
+        recorded = self.lease is not None and (term is not None or cronjob)
+        try:
+            if recorded and not await self._record_start(
+                job_id, run_id, scheduled_at, attempt, term, cronjob
+            ):
+                return RunOutcome.REFUSED
+        except Exception as error:
+            # A CronJob pod's start that could not be recorded (the database is down):
+            # a failure, reported, since no scheduler will try again.
+            series.failure.inc()
+            if target is not None:
+                unrecorded = await self.heartbeat.begin(
+                    job_id, target, run_id, wait=self.settings.heartbeat_start_timeout
+                )
+                unrecorded.failed(FailureReport.of(error, self.settings.heartbeat_failure_body))
+            return RunOutcome.FAILURE
         if target is None:
             logger.debug("job %s has no heartbeat monitor", job_id)
             pings = None
@@ -167,7 +224,7 @@ class JobRunner:
         )
         began = time.perf_counter()
         try:
-            await job.func(context)
+            await _call(job.func, context, time_limit)
         except asyncio.CancelledError:
             duration = time.perf_counter() - began
             state.cancelled()
@@ -178,6 +235,9 @@ class JobRunner:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     async with asyncio.timeout(RECORD_CANCELLED_TIMEOUT):
                         await self._record_end(run_id, reason, None, duration)
+            if cronjob and pings is not None:
+                detail = self._cancel_details.get(task, "the run was cancelled") if task else ""
+                pings.failed(FailureReport(f"cancelled after {duration:.3f} s: {detail}"))
             raise
         except StaleLeaderError as error:
             # The job's fence found the term over: superseded, not a failure of the job.
@@ -217,6 +277,7 @@ class JobRunner:
             if task is not None:
                 self._in_flight.pop(task, None)
                 self._cancel_reasons.pop(task, None)
+                self._cancel_details.pop(task, None)
 
     async def _record_start(
         self,
@@ -225,11 +286,17 @@ class JobRunner:
         scheduled_at: datetime | None,
         attempt: int,
         term: Term | None,
+        cronjob: bool,
     ) -> bool:
         assert self.lease is not None
-        assert term is not None
         try:
-            started = await self.lease.start_run(job_id, run_id, scheduled_at, attempt, term.epoch)
+            if cronjob:
+                started = await self.lease.start_cronjob_run(job_id, run_id, scheduled_at)
+            else:
+                assert term is not None
+                started = await self.lease.start_run(
+                    job_id, run_id, scheduled_at, attempt, term.epoch
+                )
         except Exception as error:
             logger.error(
                 "job %s fire at %s not run: its start could not be recorded (%s)",
@@ -237,8 +304,15 @@ class JobRunner:
                 scheduled_at,
                 type(error).__name__,
             )
+            if cronjob:
+                raise
             return False
-        if not started:
+        if not started and cronjob:
+            logger.warning(
+                "job %s fire at %s not run: it is already recorded", job_id, scheduled_at
+            )
+        elif not started:
+            assert term is not None
             logger.warning(
                 "job %s fire at %s not run: the leader's term %d has ended "
                 "or this fire already ran",
@@ -283,8 +357,39 @@ class JobRunner:
             logger.warning("cancelling %d job run(s): superseded", len(self._in_flight))
             await self._cancel(set(self._in_flight), RunOutcome.SUPERSEDED)
 
+    async def interrupt(self, detail: str) -> None:
+        """Cancel every run in flight, recorded ``cancelled``; ``detail`` says why (SIGTERM).
+
+        A CronJob run reports it in its failure ping. Runs get
+        ``SCHEDULER_UNWIND_TIMEOUT`` seconds to unwind.
+        """
+        tasks = set(self._in_flight)
+        for task in tasks:
+            self._cancel_details[task] = detail
+        if tasks:
+            logger.warning("cancelling %d job run(s): %s", len(tasks), detail)
+            await self._cancel(tasks, RunOutcome.CANCELLED)
+
     async def _cancel(self, tasks: set[asyncio.Task[Any]], reason: str) -> None:
         for task in tasks:
             self._cancel_reasons[task] = reason
             task.cancel()
         await asyncio.wait(tasks, timeout=self.settings.scheduler_unwind_timeout)
+
+
+async def _call(func: Any, context: JobContext, time_limit: float | None) -> None:
+    # The job, cancelled past ``time_limit`` seconds: a failure of its own type, not a
+    # TimeoutError the job itself may raise (a network call's).
+    if time_limit is None:
+        await func(context)
+        return
+    deadline = asyncio.timeout(time_limit)
+    try:
+        async with deadline:
+            await func(context)
+    except TimeoutError:
+        if deadline.expired():
+            raise TimeLimitExceeded(
+                f"job {context.job_id} ran past its time limit of {time_limit:g} s"
+            ) from None
+        raise

@@ -79,6 +79,8 @@ class JobScheduler:
 
     Args:
         targets: each job's heartbeat target (``resolve_targets``).
+        time_limits: seconds each CronJob job may run (``cronjob.time_limits``): its
+            run without an end is a failure past it.
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class JobScheduler:
         database: Database,
         metrics: Metrics,
         targets: Mapping[str, HeartbeatTarget | None],
+        time_limits: Mapping[str, float] | None = None,
     ) -> None:
         self.jobs = jobs
         self.settings = settings
@@ -121,7 +124,10 @@ class JobScheduler:
                 on_lost=self._lost,
             )
             self.status = SharedStatus(
-                database=database, jobs=jobs, cache_ttl=settings.health_cache_ttl
+                database=database,
+                jobs=jobs,
+                cache_ttl=settings.health_cache_ttl,
+                time_limits=time_limits,
             )
         self.runner = JobRunner(
             jobs=jobs,
@@ -226,12 +232,13 @@ class JobScheduler:
                 fire_time,
                 attempt,
             )
-        last_fires = await self.lease.last_fires([job.id for job in self.jobs])
+        last_fires = await self.lease.last_fires([job.id for job in self.jobs.runs_in("service")])
         self._start_scheduler()
         self._term = term
         self._prune_task = asyncio.create_task(self._prune(), name="scheduler-prune")
         grace = timedelta(seconds=self.settings.scheduler_misfire_grace_time)
-        for missed in missed_fires(self.jobs, last_fires, stale, now=utcnow(), grace=grace):
+        in_service = self.jobs.runs_in("service")
+        for missed in missed_fires(in_service, last_fires, stale, now=utcnow(), grace=grace):
             job_id, fire = missed.job_id, missed.fire_time
             if missed.late:
                 logger.warning(
@@ -287,7 +294,8 @@ class JobScheduler:
             functools.partial(self._on_fire, scheduler),
             EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED,
         )
-        for job in self.jobs:
+        # A job declared ``runs_in="cronjob"`` is fired by Kubernetes, never here.
+        for job in self.jobs.runs_in("service"):
             scheduler.add_job(
                 self._fire,
                 trigger=job.trigger,
@@ -300,7 +308,7 @@ class JobScheduler:
         self._scheduler = scheduler
         for job in self.jobs:
             self.states[job.id].next_run_time = self.next_run_time(job.id)
-        logger.info("scheduler started with %d job(s)", len(self.jobs))
+        logger.info("scheduler started with %d job(s)", len(self.jobs.runs_in("service")))
         if self.settings.heartbeat_sync_monitors:
             self._monitor_sync = asyncio.create_task(self._sync_monitors(), name="sync-monitors")
 

@@ -10,6 +10,11 @@ The query reads, per job, the latest success and the runs since then (at most
 ``MAX_RUNS_SINCE_SUCCESS``), through the index on (registry, job_id, started_at)
 and the unique key on fire times: its cost does not grow with the retention.
 A job's next fire time is its trigger's next after its latest recorded fire.
+
+A CronJob pod's run (epoch 0, no lease) is running until its time limit
+(``<JOB_ID>_TIME_LIMIT``) has passed since its start; a run still without an end
+then (its pod was killed with SIGKILL, or lost the database) counts as a failure
+ending at that moment, with the error type ``NoEndWithinTimeLimit``.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ SELECT
     (SELECT epoch FROM lease) AS epoch,
     (SELECT expires_at > clock_timestamp() FROM lease) AS lease_live,
     clock_timestamp() AS now
-FROM unnest($2::varchar[]) AS j (job_id)
+FROM unnest($2::varchar[], $4::double precision[]) AS j (job_id, time_limit)
 LEFT JOIN LATERAL (
     SELECT started_at, ended_at, duration, fire_time FROM scheduler_runs
     WHERE registry = $1 AND job_id = j.job_id AND outcome = 'success'
@@ -70,17 +75,31 @@ LEFT JOIN LATERAL (
         count(*) FILTER (WHERE outcome = 'failure') AS failures,
         min(fire_time) AS due_since,
         count(*) FILTER (
-            WHERE outcome IS NULL
-            AND epoch = (SELECT epoch FROM lease)
-            AND (SELECT expires_at FROM lease) > clock_timestamp()
+            WHERE outcome IS NULL AND (epoch = 0 OR (
+                epoch = (SELECT epoch FROM lease)
+                AND (SELECT expires_at FROM lease) > clock_timestamp()
+            ))
         ) AS running,
         max(fire_time) AS last_fire
     FROM (
-        SELECT * FROM scheduler_runs
-        WHERE registry = $1 AND job_id = j.job_id
-            AND started_at > coalesce(s.started_at, '-infinity')
-        ORDER BY started_at DESC
-        LIMIT $3
+        SELECT
+            started_at, fire_time, epoch,
+            CASE WHEN lost THEN 'failure' ELSE outcome END AS outcome,
+            CASE WHEN lost THEN deadline ELSE ended_at END AS ended_at,
+            CASE WHEN lost THEN 'NoEndWithinTimeLimit' ELSE error_type END AS error_type,
+            CASE WHEN lost THEN j.time_limit ELSE duration END AS duration
+        FROM (
+            SELECT *,
+                started_at + make_interval(secs => j.time_limit) AS deadline,
+                outcome IS NULL AND epoch = 0
+                    AND started_at + make_interval(secs => j.time_limit) <= clock_timestamp()
+                    AS lost
+            FROM scheduler_runs
+            WHERE registry = $1 AND job_id = j.job_id
+                AND started_at > coalesce(s.started_at, '-infinity')
+            ORDER BY started_at DESC
+            LIMIT $3
+        ) AS latest
     ) AS recent
 ) AS f ON true
 """
@@ -165,12 +184,21 @@ class SharedStatus:
 
     Args:
         cache_ttl: seconds a snapshot is reused (``HEALTH_CACHE_TTL``).
+        time_limits: seconds each CronJob job may run (``cronjob.time_limits``).
     """
 
-    def __init__(self, *, database: Database, jobs: JobRegistry, cache_ttl: float) -> None:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        jobs: JobRegistry,
+        cache_ttl: float,
+        time_limits: Mapping[str, float] | None = None,
+    ) -> None:
         self.database = database
         self.jobs = jobs
         self.cache_ttl = cache_ttl
+        self.time_limits = dict(time_limits or {})
         self.queries = 0
         self._cached: SchedulerStatus | None = None
         self._expires_at = 0.0
@@ -194,6 +222,7 @@ class SharedStatus:
                 self.jobs.name,
                 [job.id for job in self.jobs],
                 MAX_RUNS_SINCE_SUCCESS,
+                [self.time_limits.get(job.id) for job in self.jobs],
             )
             status = self._snapshot(rows)
         except Exception as error:
