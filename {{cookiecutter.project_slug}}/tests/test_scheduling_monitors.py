@@ -24,7 +24,10 @@ from {{ cookiecutter.package_name }}.heartbeats.monitor_spec import (
     Inexpressible,
     cron_expression,
 )
-from {{ cookiecutter.package_name }}.heartbeats.monitor_sync import SyncError, sync_monitors
+from {{ cookiecutter.package_name }}.heartbeats.monitor_sync import (
+    SyncError,
+    sync_monitors,
+)
 from {{ cookiecutter.package_name }}.heartbeats.targets import SERVICE_ID
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.scheduling import (
