@@ -150,6 +150,53 @@ def check_license(field: str, value: str) -> str | None:
     return None
 
 
+# A Kubernetes label value (k8s.io/apimachinery IsValidLabelValue), non-empty.
+LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+# A percentage written as the alert rules write it: digits, at most three decimals.
+PERCENT = re.compile(r"^\d{2}(\.\d{1,3})?$")
+SECONDS = re.compile(r"^\d+(\.\d{1,3})?$")
+
+
+def check_label_value(field: str, value: str) -> str | None:
+    if len(value) > 63 or not LABEL_VALUE.match(value):
+        return (
+            f"{field}: {value!r} is not a Kubernetes label value (at most 63 letters, "
+            "digits, '-', '_' or '.', starting and ending with a letter or digit)"
+        )
+    return None
+
+
+def check_slo_percent(field: str, value: str) -> str | None:
+    # Below 95 % the page's burn rate (14.4 times the budget) nears a 100 % error ratio.
+    if not PERCENT.match(value) or not 95 <= float(value) < 100:
+        return (
+            f"{field}: {value!r} is not a percentage from 95 to below 100 with at most "
+            "three decimals, such as 99.5 or 99.9"
+        )
+    return None
+
+
+def check_latency(field: str, value: str) -> str | None:
+    if not SECONDS.match(value) or not 0.005 <= float(value) <= 60:
+        return (
+            f"{field}: {value!r} is not a number of seconds from 0.005 to 60 "
+            "with at most three decimals, such as 0.5"
+        )
+    return None
+
+
+def check_page_url(field: str, value: str) -> str | None:
+    error = check_url(field, value)
+    if error is not None:
+        return error
+    if "#" in value or any(char in value for char in "\"'{}<> "):
+        return (
+            f"{field}: {value!r} must have no fragment ('#'), quotes or braces "
+            "(each alert links its own section: <url>#<alert>)"
+        )
+    return None
+
+
 def check_free_text(field: str, value: str) -> str | None:
     if not value.strip():
         return f"{field}: must not be empty"
@@ -172,6 +219,10 @@ CHECKS: dict[str, Callable[[str, str], str | None]] = {
     "k8s_namespace": check_dns_label,
     "container_image": check_image,
     "license": check_license,
+    "prometheus_release": check_label_value,
+    "slo_availability": check_slo_percent,
+    "slo_latency_seconds": check_latency,
+    "runbook_url": check_page_url,
 }
 
 

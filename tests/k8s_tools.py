@@ -15,9 +15,272 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 OVERLAYS = ("base", "staging", "production")
+
+# The monitoring component (k8s/components/monitoring) and the line of each overlay
+# that includes it; commented out, the overlay applies on a cluster without the
+# Prometheus Operator's CRDs.
+MONITORING_LINE = "  - ../../components/monitoring\n"
+MONITORING_LINE_OFF = "  # - ../../components/monitoring\n"
+MONITORING_KINDS = frozenset({"ServiceMonitor", "PrometheusRule", "AlertmanagerConfig"})
+# The component also renders the Grafana dashboard: a ConfigMap with this label.
+DASHBOARD_LABEL = ("grafana_dashboard", "1")
+
+# The Operator's CRDs are not in kubernetes-validate. These schemas hold the fields the
+# component writes, as the Operator's API reference (monitoring.coreos.com/v1 and
+# v1alpha1) defines them, and refuse any other field, as kubernetes-validate --strict does.
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+_DURATION = {
+    "type": "string",
+    "pattern": (
+        r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?"
+        r"(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+    ),
+}
+
+
+def _strict(properties: dict[str, Any], *required: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(required),
+        "additionalProperties": False,
+    }
+
+
+_METADATA = _strict(
+    {
+        "name": {"type": "string", "minLength": 1},
+        "namespace": {"type": "string"},
+        "labels": _STRING_MAP,
+        "annotations": _STRING_MAP,
+    },
+    "name",
+)
+_SELECTOR = _strict({"matchLabels": _STRING_MAP})
+_AM_TEXT = {"type": "string", "minLength": 1}
+_AM_SECRET_KEY = _strict({"name": _AM_TEXT, "key": _AM_TEXT}, "name", "key")
+_AM_MATCHER = _strict(
+    {
+        "name": _AM_TEXT,
+        "value": {"type": "string"},
+        "matchType": {"enum": ["=", "!=", "=~", "!~"]},
+    },
+    "name",
+)
+_AM_ROUTE = _strict(
+    {
+        "receiver": _AM_TEXT,
+        "groupBy": {"type": "array", "items": {"type": "string"}},
+        "groupWait": _DURATION,
+        "groupInterval": _DURATION,
+        "repeatInterval": _DURATION,
+        "matchers": {"type": "array", "items": _AM_MATCHER},
+        "continue": {"type": "boolean"},
+        "routes": {"type": "array", "items": {"$ref": "#/$defs/route"}},
+    }
+)
+
+
+def _am_configs(secret_field: str, **fields: dict[str, Any]) -> dict[str, Any]:
+    """A receiver's list of configs whose URL is ``secret_field``, a Secret key reference."""
+    return {
+        "type": "array",
+        "items": _strict({secret_field: _AM_SECRET_KEY, **fields}, secret_field),
+    }
+
+
+CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): _strict(
+        {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": "ServiceMonitor"},
+            "metadata": _METADATA,
+            "spec": _strict(
+                {
+                    "jobLabel": {"type": "string"},
+                    "selector": _SELECTOR,
+                    "namespaceSelector": _strict(
+                        {"any": {"type": "boolean"}, "matchNames": {"type": "array"}}
+                    ),
+                    "endpoints": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": _strict(
+                            {
+                                "port": {"type": "string"},
+                                "path": {"type": "string"},
+                                "scheme": {"enum": ["http", "https"]},
+                                "interval": _DURATION,
+                                "scrapeTimeout": _DURATION,
+                                "honorLabels": {"type": "boolean"},
+                            },
+                            "port",
+                        ),
+                    },
+                },
+                "selector",
+                "endpoints",
+            ),
+        },
+        "apiVersion",
+        "kind",
+        "metadata",
+        "spec",
+    ),
+    ("monitoring.coreos.com/v1", "PrometheusRule"): _strict(
+        {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": "PrometheusRule"},
+            "metadata": _METADATA,
+            "spec": _strict(
+                {
+                    "groups": {
+                        "type": "array",
+                        "items": _strict(
+                            {
+                                "name": {"type": "string", "minLength": 1},
+                                "interval": _DURATION,
+                                "rules": {
+                                    "type": "array",
+                                    "items": {
+                                        **_strict(
+                                            {
+                                                "record": {"type": "string"},
+                                                "alert": {"type": "string"},
+                                                "expr": {"type": ["string", "integer"]},
+                                                "for": _DURATION,
+                                                "keep_firing_for": _DURATION,
+                                                "labels": _STRING_MAP,
+                                                "annotations": _STRING_MAP,
+                                            },
+                                            "expr",
+                                        ),
+                                        "oneOf": [
+                                            {"required": ["record"]},
+                                            {"required": ["alert"]},
+                                        ],
+                                    },
+                                },
+                            },
+                            "name",
+                            "rules",
+                        ),
+                    }
+                },
+                "groups",
+            ),
+        },
+        "apiVersion",
+        "kind",
+        "metadata",
+        "spec",
+    ),
+    # monitoring.coreos.com/v1alpha1 (the Operator's CRD): the fields the routes use.
+    # The CRD leaves child routes open; the Operator reads them as routes, so they are
+    # held to the route's schema ($defs).
+    ("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"): {
+        "$defs": {"route": _AM_ROUTE},
+        **_strict(
+            {
+                "apiVersion": {"const": "monitoring.coreos.com/v1alpha1"},
+                "kind": {"const": "AlertmanagerConfig"},
+                "metadata": _METADATA,
+                "spec": _strict(
+                    {
+                        "route": {"$ref": "#/$defs/route"},
+                        "inhibitRules": {
+                            "type": "array",
+                            "items": _strict(
+                                {
+                                    "sourceMatch": {"type": "array", "items": _AM_MATCHER},
+                                    "targetMatch": {"type": "array", "items": _AM_MATCHER},
+                                    "equal": {"type": "array", "items": {"type": "string"}},
+                                }
+                            ),
+                        },
+                        "receivers": {
+                            "type": "array",
+                            "items": _strict(
+                                {
+                                    "name": _AM_TEXT,
+                                    "slackConfigs": _am_configs(
+                                        "apiURL",
+                                        sendResolved={"type": "boolean"},
+                                        title=_AM_TEXT,
+                                        titleLink=_AM_TEXT,
+                                        text=_AM_TEXT,
+                                        color=_AM_TEXT,
+                                    ),
+                                    "discordConfigs": _am_configs(
+                                        "apiURL",
+                                        sendResolved={"type": "boolean"},
+                                        title=_AM_TEXT,
+                                        message=_AM_TEXT,
+                                    ),
+                                    "webhookConfigs": _am_configs(
+                                        "urlSecret",
+                                        sendResolved={"type": "boolean"},
+                                        maxAlerts={"type": "integer", "minimum": 0},
+                                    ),
+                                },
+                                "name",
+                            ),
+                        },
+                    },
+                    "route",
+                    "receivers",
+                ),
+            },
+            "apiVersion",
+            "kind",
+            "metadata",
+            "spec",
+        ),
+    },
+}
+
+
+def from_monitoring(resource: dict[str, Any]) -> bool:
+    """Whether the monitoring component rendered ``resource`` (an Operator kind, or the
+    dashboard's ConfigMap)."""
+    key, value = DASHBOARD_LABEL
+    labels = resource.get("metadata", {}).get("labels") or {}
+    return resource.get("kind") in MONITORING_KINDS or labels.get(key) == value
+
+
+def service_resources(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``resources`` without what the monitoring component rendered."""
+    return [resource for resource in resources if not from_monitoring(resource)]
+
+
+def crd_schema_errors(resource: dict[str, Any]) -> list[str] | None:
+    """Problems of a Prometheus Operator resource against ``CRD_SCHEMAS``, one line each;
+    ``None`` for a kind that is not one of them."""
+    schema = CRD_SCHEMAS.get((str(resource.get("apiVersion")), str(resource.get("kind"))))
+    if schema is None:
+        return None
+    name = f"{resource.get('kind')}/{resource.get('metadata', {}).get('name')}"
+    return [
+        f"{name}: {'.'.join(str(part) for part in error.absolute_path)}: {error.message}"
+        for error in jsonschema.Draft7Validator(schema).iter_errors(resource)
+    ]
+
+
+def monitoring_switched(project_dir: Path, overlay: str, *, on: bool) -> None:
+    """Include (``on``) or comment out the monitoring component in ``overlay``'s
+    kustomization, as its comment tells a user to; AssertionError if the line is missing."""
+    kustomization = overlay_dir(project_dir, overlay) / "kustomization.yaml"
+    text = kustomization.read_text()
+    old, new = (
+        (MONITORING_LINE_OFF, MONITORING_LINE) if on else (MONITORING_LINE, MONITORING_LINE_OFF)
+    )
+    assert (old in text) or (new in text), f"{kustomization} has no monitoring line"
+    kustomization.write_text(text.replace(old, new))
+
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 
@@ -115,8 +378,8 @@ def container_port(container_: dict[str, Any], name: str) -> int:
 
 
 def configmap_data(resources: list[dict[str, Any]]) -> dict[str, str]:
-    """``data`` of the settings ConfigMap (the overlay renders exactly one ConfigMap)."""
-    return dict(only(resources, "ConfigMap").get("data", {}))
+    """``data`` of the settings ConfigMap (the one ConfigMap besides the dashboard's)."""
+    return dict(only(service_resources(resources), "ConfigMap").get("data", {}))
 
 
 def quantity(value: str | int | float) -> float:

@@ -68,8 +68,9 @@ def change_template(repository: Path) -> str:
     with (project / "Makefile").open("a") as makefile:
         makefile.write(f"\n{MAKEFILE_LINE}\n")
     (project / "docs").mkdir(exist_ok=True)  # the bake has docs/ pages already
-    (project / "docs" / "runbook.md").write_text(
-        "# Runbook of {{ cookiecutter.project_name }}\n\nStart with `make run`.\n"
+    # A page no bake has yet (docs/runbook.md is the alerts' runbook now).
+    (project / "docs" / "on-call.md").write_text(
+        "# On call for {{ cookiecutter.project_name }}\n\nStart with `make run`.\n"
     )
     return commit_all(repository, "template, second commit")
 
@@ -113,7 +114,7 @@ def test_cruft_update_brings_a_template_change_into_a_baked_project(tmp_path: Pa
 
     assert cruft_commit(project) == second
     assert (project / "Makefile").read_text().rstrip().endswith(MAKEFILE_LINE)
-    assert (project / "docs" / "runbook.md").read_text().startswith("# Runbook of My Service\n")
+    assert (project / "docs" / "on-call.md").read_text().startswith("# On call for My Service\n")
     assert "Our on-call rota lives in the wiki." in readme.read_text()
     assert not list(project.rglob("*.rej")), "the update left rejected hunks"
     run([cruft, "check", "--project-dir", "."], project)

@@ -63,6 +63,19 @@ BAD_ANSWERS: list[tuple[dict[str, Any], str, str]] = [
     ({"description": 'say "hi"'}, "description", "double quotes"),
     ({"author_name": "   "}, "author_name", "must not be empty"),
     ({"project_name": 'The "Best" API'}, "project_name", "double quotes"),
+    ({"prometheus_release": "kube prometheus"}, "prometheus_release", "label value"),
+    ({"prometheus_release": "-stack"}, "prometheus_release", "label value"),
+    ({"prometheus_release": "r" * 64}, "prometheus_release", "label value"),
+    ({"slo_availability": "99,5"}, "slo_availability", "percentage from 95"),
+    ({"slo_availability": "0.995"}, "slo_availability", "percentage from 95"),
+    ({"slo_availability": "100"}, "slo_availability", "percentage from 95"),
+    ({"slo_availability": "90"}, "slo_availability", "percentage from 95"),
+    ({"slo_availability": "99.9999"}, "slo_availability", "at most three decimals"),
+    ({"slo_latency_seconds": "500ms"}, "slo_latency_seconds", "number of seconds"),
+    ({"slo_latency_seconds": "0"}, "slo_latency_seconds", "number of seconds"),
+    ({"slo_latency_seconds": "61"}, "slo_latency_seconds", "number of seconds"),
+    ({"runbook_url": "docs/runbook.md"}, "runbook_url", "absolute http(s) URL"),
+    ({"runbook_url": "https://wiki.example.com/runbook#alerts"}, "runbook_url", "no fragment"),
     # A blank name slugifies to nothing: the hook, not cookiecutter, must say so.
     ({"project_name": "   "}, "project_name", "must not be empty"),
     ({"project_name": ""}, "project_name", "must not be empty"),
@@ -163,8 +176,21 @@ def test_the_cli_exits_non_zero_without_a_traceback_from_the_hook(tmp_path: Path
         {"container_image": "registry.corp.example:5000/team/billing-api"},
         {"status_page_url": "http://status.internal:8080/page?id=1"},
         {"description": "Backslash-free, quote-free: fine (really)"},
+        {
+            "prometheus_release": "prometheus_1.x",
+            "slo_availability": "99.95",
+            "slo_latency_seconds": "2",
+            "runbook_url": "https://wiki.example.com/display/OPS/Billing+runbook",
+        },
     ],
-    ids=["spaces-in-name", "63-char-slug", "registry-with-port", "http-url-with-query", "text"],
+    ids=[
+        "spaces-in-name",
+        "63-char-slug",
+        "registry-with-port",
+        "http-url-with-query",
+        "text",
+        "monitoring",
+    ],
 )
 def test_good_answers_bake(answers: dict[str, Any], cookies: Any) -> None:
     result = cookies.bake(extra_context=answers)

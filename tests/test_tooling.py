@@ -139,6 +139,16 @@ def test_generated_workflow_is_hardened_and_runs_every_check(project: Project) -
     assert "make lint" in steps_text(jobs["lint"])
     test_job = jobs["test"]
     assert "make test" in steps_text(test_job)
+    # promtool (the alert rules' tests fail without it under CI=true) and amtool, from
+    # the distribution's packages, before the tests.
+    tools_step = next(i for i, s in enumerate(test_job["steps"]) if "promtool" in str(s.get("run")))
+    assert "apt-get install" in test_job["steps"][tools_step]["run"]
+    assert {"prometheus", "prometheus-alertmanager"} <= set(
+        test_job["steps"][tools_step]["run"].split()
+    )
+    assert tools_step < next(
+        i for i, s in enumerate(test_job["steps"]) if s.get("run") == "make test"
+    )
     # Both jobs install through `make install`, which installs exactly uv.lock.
     for name in ("lint", "test"):
         assert "make install" in steps_text(jobs[name]), name
@@ -197,8 +207,9 @@ def test_template_workflow_passes_actionlint_and_is_hardened() -> None:
     assert set(job["services"]) == {"postgres", "redis"}
     commands = steps_text(job)
     assert "make test" in commands
-    # The private-server tests need initdb and pg_ctl.
+    # The private-server tests need initdb and pg_ctl; the alert tests promtool and amtool.
     assert "postgresql" in commands
+    assert {"prometheus", "prometheus-alertmanager"} <= set(commands.split())
     assert job["env"]["CI"] == "true"
 
 

@@ -7,7 +7,13 @@ api key"}``); ``POST /checks/`` validated strictly (``timeout`` and ``grace`` wh
 seconds from 60 to 31,536,000, strings for ``schedule``, ``tz``, ``channels``,
 ``unique`` a list of ``name``, ``slug``, ``tags``, ``timeout``, ``grace``; else
 ``400``), ``unique`` looks up an existing check and updates it (``200``) or creates
-one (``201``, or ``403`` beyond the project's check limit); ``channels: "*"`` assigns every integration; ``GET /checks/``
+one (``201``, or ``403`` beyond the project's check limit); ``channels`` as
+``_update`` reads it: absent leaves the check's integrations as they are (none for a
+new check), ``"*"`` assigns every integration of the project, ``""`` none, else each
+comma-separated item must be one integration's id or name (``400 {"error": "invalid
+channel identifier: <item>"}``, ``"empty channel identifier"``, ``"non-unique channel
+identifier: <item>"``), checked before anything is saved; ``GET /channels/`` lists
+``{"id", "name", "kind"}`` per integration; ``GET /checks/``
 filters by every ``tag`` (all of them, each a whole word of ``tags``) and ``slug``;
 a check's JSON carries ``timeout`` for a simple check, ``schedule`` and ``tz`` for a
 cron one, and ``channels`` as the sorted comma-separated integration codes.
@@ -33,13 +39,22 @@ class HealthchecksApi:
     """The API on ``server`` under ``/api/v3/``; ``checks`` by uuid, ``requests`` made."""
 
     def __init__(self, server: HTTPServer, *, channels: int = 2) -> None:
+        """``channels`` integrations in the project, named ``integration-1`` and so on."""
         self.server = server
         # Checks the project may hold: beyond it a create answers 403 (free plan: 20).
         self.check_limit = 20
-        self.channels = [str(uuid.uuid4()) for _ in range(channels)]
+        self.integrations = [
+            {"id": str(uuid.uuid4()), "name": f"integration-{number}", "kind": "email"}
+            for number in range(1, channels + 1)
+        ]
         self.checks: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []
         server.expect_request(re.compile(r"^/api/v3/")).respond_with_handler(self.handle)
+
+    @property
+    def channels(self) -> list[str]:
+        """The ids (codes) of the project's integrations."""
+        return [integration["id"] for integration in self.integrations]
 
     @property
     def url(self) -> str:
@@ -63,8 +78,7 @@ class HealthchecksApi:
             return _json({"error": "wrong api key"}, 401)
         path = request.path.removeprefix("/api/v3/")
         if path == "channels/" and request.method == "GET":
-            kinds = [{"id": code, "name": "", "kind": "email"} for code in self.channels]
-            return _json({"channels": kinds})
+            return _json({"channels": self.integrations})
         if path == "checks/" and request.method == "GET":
             tags = set(request.args.getlist("tag"))
             slug = request.args.get("slug")
@@ -97,6 +111,11 @@ class HealthchecksApi:
         created = check is None
         if created and len(self.checks) >= self.check_limit:
             return Response("", 403)
+        # Healthchecks' _update: the channels are checked before anything is saved.
+        try:
+            channels = self.resolve(spec.get("channels"))
+        except ValueError as error:
+            return _json({"error": str(error)}, 400)
         if check is None:
             code = str(uuid.uuid4())
             check = self.checks[code] = {
@@ -119,10 +138,30 @@ class HealthchecksApi:
             check["timeout"] = spec["timeout"]
             check.pop("schedule", None)
             check.pop("tz", None)
-        if spec.get("channels") == "*":
-            check["channels"] = list(self.channels)
+        if channels is not None:
+            check["channels"] = channels
         assert code is not None
         return _json(self.to_dict(code, check), 201 if created else 200)
+
+    def resolve(self, channels: str | None) -> list[str] | None:
+        """The codes ``channels`` assigns, ``None`` to leave them; ValueError as Healthchecks."""
+        if channels is None:
+            return None
+        if channels == "*":
+            return list(self.channels)
+        if channels == "":
+            return []
+        codes: list[str] = []
+        for item in channels.split(","):
+            if item == "":
+                raise ValueError("empty channel identifier")
+            found = [each["id"] for each in self.integrations if item in (each["id"], each["name"])]
+            if not found:
+                raise ValueError(f"invalid channel identifier: {item}")
+            if len(found) > 1:
+                raise ValueError(f"non-unique channel identifier: {item}")
+            codes.append(found[0])
+        return sorted(set(codes))
 
     def to_dict(self, code: str, check: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = {

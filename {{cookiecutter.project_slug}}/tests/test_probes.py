@@ -72,8 +72,11 @@ async def test_cached_readiness_is_answered_without_running_the_checks(
         async def no_run(*, readiness_only: bool) -> list[object]:
             raise AssertionError("the fast path runs no check")
 
+        run = checks.run
         checks.run = no_run  # type: ignore[method-assign,assignment]
         fast = await http.get("/health/ready")
+        checks.run = run  # type: ignore[method-assign]
+        # A scrape runs the checks (through their cache) for the state series.
         metrics = (await http.get("/metrics")).text
     assert fast.status_code == routed.status_code == 200
     assert fast.content == routed.content

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
@@ -23,7 +24,10 @@ from {{ cookiecutter.package_name }}.heartbeats.monitor_spec import (
     Inexpressible,
     cron_expression,
 )
-from {{ cookiecutter.package_name }}.heartbeats.monitor_sync import sync_monitors
+from {{ cookiecutter.package_name }}.heartbeats.monitor_sync import (
+    SyncError,
+    sync_monitors,
+)
 from {{ cookiecutter.package_name }}.heartbeats.targets import SERVICE_ID
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.scheduling import (
@@ -203,6 +207,90 @@ async def test_a_changed_job_updates_its_check_and_dry_run_changes_nothing(
         f"unchanged {slug('nightly_report')}",
         f"unchanged {slug('created_by_ping')}",
     ]
+
+
+async def test_checks_get_the_integrations_healthchecks_channels_names(
+    healthchecks: HealthchecksApi,
+) -> None:
+    first, second = healthchecks.channels
+    # A check created through the API has no integration unless the request names some.
+    healthchecks.add(name="x", slug=slug("refresh_cache"), tags=f"{SERVICE_ID} development")
+    jobs = registry()
+    lines: list[str] = []
+
+    async def sync_with(channels: str) -> list[str]:
+        lines.clear()
+        settings = settings_for(healthchecks, healthchecks_channels=channels)
+        await sync_monitors(jobs, settings, report=lines.append)
+        return lines
+
+    await sync_with("integration-2")
+    (refreshed,) = [line for line in lines if slug("refresh_cache") in line]
+    assert refreshed.startswith(f"updated {slug('refresh_cache')}: ")
+    assert refreshed.endswith("channels 0 integrations -> 1 integrations")
+    assert {tuple(check["channels"]) for check in healthchecks.checks.values()} == {(second,)}
+    # Ids and names alike, as Healthchecks reads them; a change of the setting is an update.
+    await sync_with(f"{first},integration-2")
+    assert f"updated {slug('nightly_report')}: channels 1 integrations -> 2 integrations" in lines
+    assert {tuple(check["channels"]) for check in healthchecks.checks.values()} == {
+        tuple(sorted([first, second]))
+    }
+    assert f"unchanged {slug('nightly_report')}" in await sync_with("*")
+    await sync_with("")
+    assert lines[0] == "warning: HEALTHCHECKS_CHANNELS is empty: the checks alert nobody"
+    assert all(check["channels"] == [] for check in healthchecks.checks.values())
+
+
+async def test_an_unknown_integration_is_one_line_naming_the_setting_before_any_change(
+    healthchecks: HealthchecksApi,
+) -> None:
+    settings = settings_for(healthchecks, healthchecks_channels="integration-1,ops-slack")
+    with pytest.raises(SyncError) as refused:
+        await sync_monitors(registry(), settings, report=print)
+    assert str(refused.value) == (
+        "HEALTHCHECKS_CHANNELS: 'ops-slack' names no integration of the project "
+        "(it has: integration-1, integration-2)"
+    )
+    assert healthchecks.checks == {}
+
+
+async def test_the_stand_in_refuses_channels_as_healthchecks_does(
+    healthchecks: HealthchecksApi,
+) -> None:
+    healthchecks.integrations[1]["name"] = "integration-1"
+    async with httpx.AsyncClient(headers={"X-Api-Key": API_KEY}) as client:
+        for channels, error in (
+            ("nope", "invalid channel identifier: nope"),
+            ("integration-1", "non-unique channel identifier: integration-1"),
+            (f"{healthchecks.channels[0]},", "empty channel identifier"),
+        ):
+            body = {"name": "x", "slug": "x", "channels": channels, "unique": ["slug"]}
+            response = await client.post(f"{healthchecks.url}/checks/", json=body)
+            assert (response.status_code, response.json()) == (400, {"error": error})
+    assert healthchecks.checks == {}
+
+
+def test_a_project_without_integrations_is_one_warning_line(
+    monitor_server: HTTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monitor_server.clear()
+    healthchecks = HealthchecksApi(monitor_server, channels=0)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("HEALTHCHECKS_API_URL", healthchecks.url)
+    monkeypatch.setenv("HEALTHCHECKS_API_KEY", API_KEY)
+
+    assert main(["jobs", "sync-monitors"]) == 0
+    captured = capsys.readouterr()
+    assert ours(captured.err) == [
+        "jobs sync-monitors: warning: the Healthchecks project has no integration, so its "
+        "checks alert nobody: add one (Integrations in Healthchecks), then sync again"
+    ]
+    assert len(captured.out.splitlines()) == len(default_jobs())
+    assert healthchecks.checks
 
 
 async def test_a_job_changing_kind_says_which_field_goes(healthchecks: HealthchecksApi) -> None:

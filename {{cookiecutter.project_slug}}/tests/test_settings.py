@@ -118,6 +118,7 @@ def test_bad_configuration_stops_start_up_with_one_line() -> None:
         ("METRICS_PORT", "70000"),
         ("MIGRATION_LOCK_TIMEOUT", "inf"),
         ("GRACEFUL_SHUTDOWN_TIMEOUT", "-1"),
+        ("HEALTHCHECKS_CHANNELS", "ops-slack,,email"),
     ],
 )
 def test_settings_are_validated_with_bounds(

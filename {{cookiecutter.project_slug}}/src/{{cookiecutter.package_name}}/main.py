@@ -40,6 +40,7 @@ from .items.router import router as items_router
 from .logs import RequestIdMiddleware, configure_logging
 from .metrics import Metrics, add_http_metrics, metrics_port_problem, serve_metrics
 from .metrics import router as metrics_router
+from .metrics_state import ScrapeState
 from .outages import quiet_orphaned_releases, report_first_connection
 from .postgres import parse_postgres_url
 from .scheduling import JobRegistry, default_jobs
@@ -109,6 +110,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 ", ".join(sorted(scheduler.unmonitored)),
             )
         app.state.scheduler = scheduler
+        # Every scrape reads the checks and the jobs' shared state (metrics_state.py).
+        app.state.metrics.watch(
+            ScrapeState(
+                health=app.state.health,
+                scheduler=scheduler,
+                loop=asyncio.get_running_loop(),
+                timeout=settings.health_check_timeout,
+            )
+        )
+        stack.callback(app.state.metrics.watch, None)
         stack.push_async_callback(scheduler.stop)
         await scheduler.start()
 

@@ -10,12 +10,11 @@ that several apps in one process (tests, or an app per worker in a supervisor) n
 collide with "Duplicated timeseries". With ``uvicorn --workers N`` each worker
 exposes its own series; scrape the pods, not a load balancer, or sum by pod.
 
-Series:
+Series counted where they happen (on the leader, for the jobs):
 
 - ``job_runs_total{job,outcome}``: finished runs; ``outcome`` is ``success``,
   ``failure`` or ``cancelled`` (a run cancelled at shutdown).
 - ``job_duration_seconds{job}``: histogram of the durations of succeeded and failed runs.
-- ``job_last_success_timestamp_seconds{job}``: Unix time of the last success.
 - ``heartbeat_pings_total{job,outcome}``: heartbeat pings; ``outcome`` is ``success``,
   ``failure`` (after every retry) or ``dropped`` (too many pings already pending).
 - ``http_requests_total{method,route,status}`` and
@@ -24,25 +23,51 @@ Series:
   for a path no route matches); ``method`` is one of RFC 9110's or ``other``, and
   ``status`` the exact code. prometheus-fastapi-instrumentator's middleware observes
   them (``add_http_metrics``); the probes' fast path (``health/probes.py``) too.
+
+Series read at scrape time (``StateCollector``) from the read-only snapshots the health
+endpoints use (``metrics_state.py``: the checks' cached results, and the jobs' state
+read from the shared run table at most once per ``HEALTH_CACHE_TTL``), so that every
+replica's scrape tells the same about the jobs, whichever leads:
+
+- ``health_check_status{check,status}``: 1 for each check's current status (``pass``,
+  ``warn`` or ``fail``), 0 for the other two; ``check`` is the key of ``/health``
+  (``database:responseTime``, ``<job_id>:lastSuccess``, ``scheduler``).
+- ``health_ready``: 1 while ``/health/ready`` answers 200, 0 while it answers 503.
+- ``job_last_success_timestamp_seconds{job}``: Unix time of the job's last success.
+- ``job_deadline_timestamp_seconds{job}``: Unix time by which the next success is due:
+  the first fire after the last success (or the earliest fire not followed by one),
+  plus the job's grace time. Past it, ``/health`` fails the job as overdue.
+- ``job_consecutive_failures{job}``: failed runs since the last success.
+- ``scheduler_leader``: 1 in the process that leads the scheduler, 0 in the others
+  (absent with ``SCHEDULER_ENABLED=false``).
+- ``scheduler_lease_epoch``: the leader lease's epoch (its term), the same on every
+  replica (PostgreSQL only).
+
+A job's series are absent while its state cannot be read (the database is down:
+``health_ready`` says so) and before it ever fired.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
     start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 from prometheus_fastapi_instrumentator.metrics import Info
 from prometheus_fastapi_instrumentator.middleware import PrometheusInstrumentatorMiddleware
 
@@ -58,8 +83,105 @@ HTTP_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 )
 OTHER_METHOD = "other"
+CHECK_STATUSES = ("pass", "warn", "fail")
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class JobSeries:
+    """One job's state for the scrape; times are Unix seconds, ``None`` when unknown."""
+
+    last_success: float | None
+    deadline: float | None
+    consecutive_failures: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceState:
+    """What a scrape reports of the service's state.
+
+    ``checks`` maps each health check's key to its status (``pass``, ``warn``,
+    ``fail``); ``ready`` is whether ``/health/ready`` answers 200; ``jobs`` is empty
+    while the jobs' state cannot be read; ``leader`` is ``None`` when the scheduler
+    is disabled; ``epoch`` is the lease's, ``None`` without a lease.
+    """
+
+    checks: Mapping[str, str]
+    ready: bool
+    jobs: Mapping[str, JobSeries]
+    leader: bool | None
+    epoch: int | None
+
+
+class StateSource(Protocol):
+    """Where the scrape reads the state from (``metrics_state.ScrapeState``)."""
+
+    async def refresh(self) -> None:
+        """Bring the state up to date (on the event loop)."""
+        ...
+
+    def read(self) -> ServiceState | None:
+        """The current state, from any thread; ``None`` when there is none yet."""
+        ...
+
+
+class StateCollector(Collector):
+    """The state series of the module docstring, built from ``read()`` at each scrape."""
+
+    def __init__(self, read: Callable[[], ServiceState | None]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        state = self._read()
+        if state is None:
+            return
+        checks = GaugeMetricFamily(
+            "health_check_status",
+            "1 for the current status of each health check, 0 for the others.",
+            labels=["check", "status"],
+        )
+        for key, status in state.checks.items():
+            for candidate in CHECK_STATUSES:
+                checks.add_metric([key, candidate], 1.0 if candidate == status else 0.0)
+        yield checks
+        yield GaugeMetricFamily(
+            "health_ready", "1 while /health/ready answers 200, else 0.", value=state.ready
+        )
+        last_success = GaugeMetricFamily(
+            "job_last_success_timestamp_seconds",
+            "Unix time of the last successful run of the job (the shared run table).",
+            labels=["job"],
+        )
+        deadline = GaugeMetricFamily(
+            "job_deadline_timestamp_seconds",
+            "Unix time by which the job's next success is due, grace time included.",
+            labels=["job"],
+        )
+        failures = GaugeMetricFamily(
+            "job_consecutive_failures",
+            "Failed runs of the job since its last success.",
+            labels=["job"],
+        )
+        for job_id, job in state.jobs.items():
+            if job.last_success is not None:
+                last_success.add_metric([job_id], job.last_success)
+            if job.deadline is not None:
+                deadline.add_metric([job_id], job.deadline)
+            failures.add_metric([job_id], job.consecutive_failures)
+        yield from (last_success, deadline, failures)
+        if state.leader is not None:
+            yield GaugeMetricFamily(
+                "scheduler_leader",
+                "1 in the process that leads the scheduler, else 0.",
+                value=state.leader,
+            )
+        if state.epoch is not None:
+            yield GaugeMetricFamily(
+                "scheduler_lease_epoch",
+                "Epoch (term) of the scheduler's leader lease.",
+                value=state.epoch,
+            )
 
 
 class Metrics:
@@ -67,6 +189,8 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._state: StateSource | None = None
+        self.registry.register(StateCollector(self._read_state))
         self.job_runs = Counter(
             "job_runs_total", "Finished job runs.", ["job", "outcome"], registry=self.registry
         )
@@ -75,12 +199,6 @@ class Metrics:
             "Duration of succeeded and failed job runs, in seconds.",
             ["job"],
             buckets=JOB_DURATION_BUCKETS,
-            registry=self.registry,
-        )
-        self.job_last_success = Gauge(
-            "job_last_success_timestamp_seconds",
-            "Unix time of the last successful run of the job.",
-            ["job"],
             registry=self.registry,
         )
         self.heartbeat_pings = Counter(
@@ -123,6 +241,19 @@ class Metrics:
         # With should_group_untemplated the library names a request that matched no route "none".
         route = UNMATCHED_ROUTE if info.modified_handler == UNTEMPLATED else info.modified_handler
         self.observe_request(info.method, route, info.modified_status, info.modified_duration)
+
+    def watch(self, source: StateSource | None) -> None:
+        """Report ``source``'s state at every scrape (the state series); ``None``: stop."""
+        self._state = source
+
+    def _read_state(self) -> ServiceState | None:
+        source = self._state
+        return source.read() if source is not None else None
+
+    async def refresh(self) -> None:
+        """Bring the watched state up to date; call on the event loop before ``render``."""
+        if self._state is not None:
+            await self._state.refresh()
 
     def render(self) -> bytes:
         """The registry in the Prometheus text exposition format."""
@@ -200,4 +331,5 @@ router = APIRouter(tags=["metrics"])
 )
 async def metrics(request: Request) -> Response:
     registry: Metrics = request.app.state.metrics
+    await registry.refresh()
     return Response(content=registry.render(), media_type=CONTENT_TYPE_LATEST)

@@ -164,6 +164,8 @@ class Settings(SentrySettings):
     healthchecks_auto_create: bool = False
     healthchecks_api_url: HttpUrl = HttpUrl("https://healthchecks.io/api/v3")
     healthchecks_api_key: SecretStr | None = None
+    # What `jobs sync-monitors` assigns to each check: "*" all, "" none, or names/ids.
+    healthchecks_channels: str = "*"
 
     items_retention_days: int = Field(default=30, ge=1, le=36500)
 
@@ -194,6 +196,14 @@ class Settings(SentrySettings):
         if value is None or not value.get_secret_value().strip():
             return None
         return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("healthchecks_channels")
+    @classmethod
+    def _check_channels(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",")]
+        if value.strip() in ("*", "") or all(names):
+            return value.strip() if value.strip() in ("*", "") else ",".join(names)
+        raise ValueError("an empty name between commas: give '*', '' or names or ids")
 
     @field_validator("healthchecks_ping_key")
     @classmethod

@@ -64,24 +64,25 @@ class CheckSpec:
     """The check of one job: ``fields`` as the Management API takes them.
 
     ``fields`` holds ``name``, ``slug``, ``tags``, ``desc``, ``grace`` and either
-    ``timeout`` or ``schedule`` and ``tz``; ``payload()`` adds ``channels: "*"``
-    (every integration of the project) and ``unique: ["slug"]`` (an upsert).
+    ``timeout`` or ``schedule`` and ``tz``; ``payload(channels)`` adds ``channels``
+    (``HEALTHCHECKS_CHANNELS``: ``"*"`` every integration of the project, ``""``
+    none, or names and ids) and ``unique: ["slug"]`` (an upsert).
     """
 
     slug: str
     fields: dict[str, Any]
 
-    def payload(self) -> dict[str, Any]:
-        return {**self.fields, "channels": "*", "unique": ["slug"]}
+    def payload(self, channels: str = "*") -> dict[str, Any]:
+        return {**self.fields, "channels": channels, "unique": ["slug"]}
 
     def differences(self, check: dict[str, Any], channels: list[str]) -> list[Change]:
         """The fields whose value in ``check`` (as the API returns it) differs, with the
         value the check has (``None``: it has none) and the value it should have.
 
-        ``channels`` are the codes of every integration of the project: what ``"*"``
-        assigns, and what the check's comma-separated ``channels`` must hold (both
-        given as sorted lists of codes). A check of the other kind (simple or cron)
-        has ``timeout`` or ``schedule`` changed to ``None``.
+        ``channels`` are the codes of the integrations the check must have (what
+        ``HEALTHCHECKS_CHANNELS`` names), and what its comma-separated ``channels``
+        must hold (both given as sorted lists of codes). A check of the other kind
+        (simple or cron) has ``timeout`` or ``schedule`` changed to ``None``.
         """
         changed = [
             Change(key, check.get(key), value)

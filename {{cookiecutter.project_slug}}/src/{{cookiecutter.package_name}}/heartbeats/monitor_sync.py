@@ -1,14 +1,20 @@
 """Provision the jobs' Healthchecks checks from the registry (``jobs sync-monitors``).
 
 Through the Management API v3 (https://healthchecks.io/docs/api/), authenticated by
-the project's read-write key in ``X-Api-Key``: ``GET /channels/`` (what ``"*"``
-assigns), ``GET /checks/?tag=<service>`` (the service's checks), then per job
+the project's read-write key in ``X-Api-Key``: ``GET /channels/`` (the project's
+integrations, which ``HEALTHCHECKS_CHANNELS`` names: ``"*"`` all of them, as a ping
+with ``?create=1`` assigns), ``GET /checks/?tag=<service>`` (the service's checks), then per job
 either nothing (``unchanged``: every field the API returns equals the spec) or
 ``POST /checks/`` with ``unique: ["slug"]``, which answers ``201`` when it created
 the check and ``200`` when it updated the one with that slug (``GET
 /checks/?slug=<slug>`` first finds such a check the service has not tagged yet, one
 a ping created). ``--prune`` deletes (``DELETE /checks/<uuid>``) the checks tagged
 with the service that match no job.
+
+Healthchecks assigns no integration to a check created through the API unless the
+request names them (``channels``), and a check without one alerts nobody: every
+create or update sends ``channels``, and a project with no integration at all (or
+``HEALTHCHECKS_CHANNELS`` empty) is one warning line.
 """
 
 from __future__ import annotations
@@ -67,10 +73,13 @@ class HealthchecksApi:
             )
         return response
 
-    async def channel_codes(self) -> list[str]:
-        """The ids of every integration of the project (``GET /channels/``)."""
+    async def integrations(self) -> list[dict[str, str]]:
+        """Every integration of the project (``GET /channels/``): ``id``, ``name``, ``kind``."""
         response = await self._call("GET", "channels/")
-        return [str(channel["id"]) for channel in response.json()["channels"]]
+        return [
+            {key: str(channel.get(key) or "") for key in ("id", "name", "kind")}
+            for channel in response.json()["channels"]
+        ]
 
     async def checks(self, **filters: str) -> list[dict[str, Any]]:
         """The checks ``GET /checks/`` returns for ``filters`` (``tag=``, ``slug=``)."""
@@ -78,13 +87,38 @@ class HealthchecksApi:
         checks: list[dict[str, Any]] = response.json()["checks"]
         return checks
 
-    async def upsert(self, spec: CheckSpec) -> bool:
-        """Create or update the check of ``spec``; ``True`` when it was created (201)."""
-        response = await self._call("POST", "checks/", json=spec.payload())
+    async def upsert(self, spec: CheckSpec, channels: str) -> bool:
+        """Create or update the check of ``spec`` with the integrations ``channels`` names
+        (``HEALTHCHECKS_CHANNELS``); ``True`` when it was created (201)."""
+        response = await self._call("POST", "checks/", json=spec.payload(channels))
         return response.status_code == 201
 
     async def delete(self, check: dict[str, Any]) -> None:
         await self._call("DELETE", f"checks/{check['uuid']}")
+
+
+def assigned_codes(setting: str, integrations: list[dict[str, str]]) -> list[str]:
+    """The ids of the integrations ``setting`` (``HEALTHCHECKS_CHANNELS``) names.
+
+    As Healthchecks reads a check's ``channels``: ``"*"`` every integration, ``""``
+    none, else each comma-separated item an integration's id or its name.
+
+    Raises:
+        SyncError: an item names no integration, or several (a name used twice).
+    """
+    if setting == "*":
+        return [integration["id"] for integration in integrations]
+    codes: list[str] = []
+    for item in filter(None, setting.split(",")):
+        found = [each["id"] for each in integrations if item in (each["id"], each["name"])]
+        if len(found) != 1:
+            known = ", ".join(each["name"] or each["id"] for each in integrations) or "none"
+            what = "no integration" if not found else "several integrations"
+            raise SyncError(
+                f"HEALTHCHECKS_CHANNELS: {item!r} names {what} of the project (it has: {known})"
+            )
+        codes.append(found[0])
+    return codes
 
 
 def _error_of(response: httpx.Response) -> str:
@@ -135,10 +169,14 @@ async def sync_monitors(
     settings: Settings,
     *,
     report: Callable[[str], None],
+    warn: Callable[[str], None] | None = None,
     dry_run: bool = False,
     prune: bool = False,
 ) -> dict[str, str]:
     """Bring the project's checks in line with ``jobs``; one ``report`` line per check.
+
+    ``warn`` (``report`` when omitted) gets one line when the checks alert nobody:
+    the project has no integration, or ``HEALTHCHECKS_CHANNELS`` is empty.
 
     Lines: ``created <slug>: <what it gets>`` (``describe``), ``updated <slug>: <field
     old -> new, ...>`` (``describe_changes``), ``unchanged <slug>``, ``skipped <slug>:
@@ -149,8 +187,9 @@ async def sync_monitors(
     as its line says it.
 
     Raises:
-        SyncError: no ``HEALTHCHECKS_API_KEY`` (while a job is not Sentry's), or the
-            API refused a request or could not be reached; one line naming the problem.
+        SyncError: no ``HEALTHCHECKS_API_KEY`` (while a job is not Sentry's),
+            ``HEALTHCHECKS_CHANNELS`` names an integration the project lacks, or the API
+            refused a request or could not be reached; one line naming the problem.
         ConfigurationError: a job's heartbeat settings are invalid (``resolve_targets``).
     """
     jobs = list(jobs)
@@ -183,7 +222,15 @@ async def sync_monitors(
         return f"would {verb}" if dry_run else f"{verb}d"
 
     try:
-        channels = await api.channel_codes()
+        integrations = await api.integrations()
+        channels = assigned_codes(settings.healthchecks_channels, integrations)
+        if not integrations:
+            (warn or report)(
+                "warning: the Healthchecks project has no integration, so its checks alert "
+                "nobody: add one (Integrations in Healthchecks), then sync again"
+            )
+        elif not channels:
+            (warn or report)("warning: HEALTHCHECKS_CHANNELS is empty: the checks alert nobody")
         tagged = {check["slug"]: check for check in await api.checks(tag=SERVICE_ID)}
         for job in jobs:
             spec = check_spec(job, service=SERVICE_ID, environment=settings.environment.value)
@@ -202,7 +249,7 @@ async def sync_monitors(
                 continue
             created = current is None
             if not dry_run:
-                created = await api.upsert(spec)
+                created = await api.upsert(spec, settings.healthchecks_channels)
             if created:
                 say(spec.slug, change("create"), f": {describe(spec)}")
             else:

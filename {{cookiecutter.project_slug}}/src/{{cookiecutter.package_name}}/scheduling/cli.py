@@ -169,10 +169,15 @@ def sync_command(
     def report(line: str) -> None:
         print(line, file=out)
 
+    def warn(line: str) -> None:
+        print(f"jobs sync-monitors: {line}", file=sys.stderr)
+
     # One line per check is the output; httpx's line per request would bury it.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
-        asyncio.run(sync_monitors(jobs, settings, report=report, dry_run=dry_run, prune=prune))
+        asyncio.run(
+            sync_monitors(jobs, settings, report=report, warn=warn, dry_run=dry_run, prune=prune)
+        )
     except SyncError as error:
         print(f"jobs sync-monitors: {error}", file=sys.stderr)
         return 1

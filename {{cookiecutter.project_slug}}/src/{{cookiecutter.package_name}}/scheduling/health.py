@@ -47,6 +47,18 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
+def deadline(state: JobState, grace: timedelta) -> datetime | None:
+    """When the job's next success is due (aware UTC), or ``None`` before its first fire.
+
+    The earliest fire not followed by a success (``due_since``), else the next fire
+    after the last one (``next_run_time``: with no run since the last success, the
+    first fire after it), plus ``grace``. Past it the job is overdue: ``assess_job``
+    fails it, and ``job_deadline_timestamp_seconds`` (``metrics_state.py``) says when.
+    """
+    due = state.due_since or state.next_run_time
+    return due + grace if due is not None else None
+
+
 def assess_job(
     state: JobState,
     *,
@@ -89,13 +101,12 @@ def assess_job(
         if not monitored:
             return result(Status.WARN, unwatched)
         return result(Status.PASS, "runs on the scheduler leader, not in this process")
-    due = state.due_since
-    if due is None and state.next_run_time is not None and state.next_run_time <= now:
-        due = state.next_run_time  # a fire the scheduler has not made
-    if due is not None and now > due + grace:
+    # A next run time in the past is a fire the scheduler has not made.
+    due_at = deadline(state, grace)
+    if due_at is not None and now > due_at:
         return result(
             Status.FAIL,
-            f"overdue: no success since the fire at {due.isoformat()} "
+            f"overdue: no success since the fire at {(due_at - grace).isoformat()} "
             f"and its grace of {grace.total_seconds():g} s",
         )
     if state.consecutive_failures >= FAILURES_TO_FAIL:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 from ..db import Database
 from ..health.model import utcnow
@@ -75,7 +75,6 @@ class _JobSeries:
     failure: Counter
     cancelled: Counter
     duration: Histogram
-    last_success: Gauge
 
 
 class JobRunner:
@@ -112,7 +111,6 @@ class JobRunner:
                 failure=metrics.job_runs.labels(job.id, "failure"),
                 cancelled=metrics.job_runs.labels(job.id, "cancelled"),
                 duration=metrics.job_duration.labels(job.id),
-                last_success=metrics.job_last_success.labels(job.id),
             )
             for job in jobs
         }
@@ -278,7 +276,6 @@ class JobRunner:
             state.succeeded(finished, duration)
             series.success.inc()
             series.duration.observe(duration)
-            series.last_success.set(finished.timestamp())
             logger.debug("job %s run %s succeeded in %.3f s", job_id, run_id, duration)
             if recorded and not await self._record_end(run_id, RunOutcome.SUCCESS, None, duration):
                 return RunOutcome.SUPERSEDED

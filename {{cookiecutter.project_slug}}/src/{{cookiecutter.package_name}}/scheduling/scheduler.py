@@ -320,8 +320,11 @@ class JobScheduler:
         def report(line: str) -> None:
             logger.info("heartbeat monitors: %s", line)
 
+        def warn(line: str) -> None:
+            logger.warning("heartbeat monitors: %s", line)
+
         try:
-            await sync_monitors(self.jobs, self.settings, report=report)
+            await sync_monitors(self.jobs, self.settings, report=report, warn=warn)
         except SyncError as error:
             logger.warning("heartbeat monitors not synced: %s", error)
         except Exception:
