@@ -40,7 +40,7 @@ from {{ cookiecutter.package_name }}.heartbeats.sender import (
 from {{ cookiecutter.package_name }}.heartbeats.targets import Target
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.metrics import Metrics
-from {{ cookiecutter.package_name }}.postgres import libpq_dsn
+from {{ cookiecutter.package_name }}.postgres import libpq_dsn, normalize_database_url
 from {{ cookiecutter.package_name }}.scheduling import (
     JobRegistry,
     default_jobs,
@@ -50,10 +50,7 @@ from {{ cookiecutter.package_name }}.scheduling.runner import (
     RunOutcome,
 )
 from {{ cookiecutter.package_name }}.scheduling.state import JobStates
-from {{ cookiecutter.package_name }}.settings import (
-    Settings,
-    normalize_database_url,
-)
+from {{ cookiecutter.package_name }}.settings import Settings
 
 from .database import isolated, migrate
 
@@ -96,7 +93,8 @@ def ignore_the_developers_settings(
 # (``<slug>:items:``) each session would read the other's entries. Within the session,
 # each test has a prefix of its own below it, since tests number items alike too (an
 # app on SQLite and one on PostgreSQL both create item 1).
-SESSION_KEY_PREFIX = f"{{ cookiecutter.project_slug }}:test-{uuid.uuid4().hex[:12]}:"
+SLUG = "{{ cookiecutter.project_slug }}"
+SESSION_KEY_PREFIX = f"{SLUG}:test-{uuid.uuid4().hex[:12]}:"
 # A bake with Redis has the items cache; a bake without it has none.
 ITEMS_CACHE_MODULE = "{{ cookiecutter.package_name }}.items.cache"
 HAS_ITEMS_CACHE = importlib.util.find_spec(ITEMS_CACHE_MODULE) is not None

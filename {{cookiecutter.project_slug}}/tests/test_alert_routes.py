@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "alert_routes.py"
 ROUTES = ROOT / "k8s" / "components" / "alert-routes" / "alertmanagerconfig.yaml"
 DASHBOARD = ROOT / "k8s" / "components" / "dashboard"
-SECRET_NAME = "{{ cookiecutter.project_slug }}-alert-routes"
+SLUG = "{{ cookiecutter.project_slug }}"
+SECRET_NAME = f"{SLUG}-alert-routes"
 WATCHDOG = "{{ cookiecutter.project_slug.split('-') | map('capitalize') | join('') }}Watchdog"
 URLS = {
     "slack-url": "https://hooks.slack.com/services/T000/B000/XXXX",
@@ -191,7 +192,7 @@ def test_amtool_accepts_the_rendered_configuration(rendered: Path) -> None:
 def test_amtool_routes_each_alert_to_its_receiver(
     rendered: Path, labels: dict[str, str], receiver: str
 ) -> None:
-    labels = {**labels, "service": "{{ cookiecutter.project_slug }}"}
+    labels = {**labels, "service": SLUG}
     result = run(
         tool("amtool"),
         "config",
@@ -324,7 +325,7 @@ def test_the_dashboard_is_a_configmap_grafanas_sidecar_loads() -> None:
     kustomization, dashboard = dashboard_configmap()
     (generator,) = kustomization["configMapGenerator"]
     assert generator["options"]["labels"]["grafana_dashboard"] == "1"
-    assert generator["files"] == ["{{ cookiecutter.project_slug }}.json=dashboard.json"]
+    assert generator["files"] == [f"{SLUG}.json=dashboard.json"]
     assert len(dashboard["uid"]) <= 40
     titles = [panel["title"] for panel in dashboard["panels"] if panel["type"] != "row"]
     assert len(titles) == len(set(titles))

@@ -30,7 +30,11 @@ from pytest_httpserver import HTTPServer
 
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.postgres import libpq_dsn
-from {{ cookiecutter.package_name }}.scheduling import JobContext, JobRegistry, default_jobs
+from {{ cookiecutter.package_name }}.scheduling import (
+    JobContext,
+    JobRegistry,
+    default_jobs,
+)
 from {{ cookiecutter.package_name }}.scheduling.cli import cronjobs_command
 from {{ cookiecutter.package_name }}.scheduling.cronjob import (
     DEFAULT_TIME_LIMIT,
@@ -46,14 +50,15 @@ from {{ cookiecutter.package_name }}.scheduling.cronjob_manifest import (
 )
 from {{ cookiecutter.package_name }}.settings import ConfigurationError
 
-from .conftest import app_client, execute, fetch, make_settings, wait_until
+from .conftest import SLUG, app_client, execute, fetch, make_settings, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "k8s" / "base" / "cronjobs.yaml"
 SETTINGS_ENV = ROOT / "k8s" / "base" / "settings.env"
 TOKEN = "cronjob-token-9f3a"
 # The command of the example's CronJob, as rendered.
-COMMAND = ["python", "-m", "{{ cookiecutter.package_name }}", "jobs", "run", "--cronjob", "count_items"]
+PACKAGE = "{{ cookiecutter.package_name }}"
+COMMAND = ["python", "-m", PACKAGE, "jobs", "run", "--cronjob", "count_items"]
 # COUNT_ITEMS_TIME_LIMIT for the pods and the service of the runtime tests.
 TIME_LIMIT = 5
 # Tests of the example job: removing it (the README says how) skips them.
@@ -111,7 +116,7 @@ def test_the_example_cronjob_takes_its_fields_from_its_job() -> None:
     spec = cronjob["spec"]
     job_spec = spec["jobTemplate"]["spec"]
     (container,) = job_spec["template"]["spec"]["containers"]
-    assert cronjob["metadata"]["name"] == "{{ cookiecutter.project_slug }}-count-items"
+    assert cronjob["metadata"]["name"] == f"{SLUG}-count-items"
     assert (spec["schedule"], spec["timeZone"]) == ("43 1 * * *", "UTC")
     assert spec["startingDeadlineSeconds"] == 30 * 60  # its grace
     assert spec["concurrencyPolicy"] == "Forbid"

@@ -34,7 +34,12 @@ from {{ cookiecutter.package_name }}.heartbeats.targets import (
     unmonitored_jobs,
 )
 from {{ cookiecutter.package_name }}.main import create_app
-from {{ cookiecutter.package_name }}.scheduling import Job, JobContext, JobRegistry, default_jobs
+from {{ cookiecutter.package_name }}.scheduling import (
+    Job,
+    JobContext,
+    JobRegistry,
+    default_jobs,
+)
 from {{ cookiecutter.package_name }}.scheduling.runner import RunOutcome
 from {{ cookiecutter.package_name }}.sentry import start_sentry
 from {{ cookiecutter.package_name }}.settings import (
@@ -44,7 +49,7 @@ from {{ cookiecutter.package_name }}.settings import (
     load_settings,
 )
 
-from .conftest import app_client, job_runner, make_settings
+from .conftest import SLUG, app_client, job_runner, make_settings
 from .sentry_ingest import SentryIngest
 from .test_scheduling_cli import run_cli
 
@@ -134,7 +139,7 @@ async def test_a_route_error_arrives_once_and_scrubbed(ingest: SentryIngest) -> 
     (exception,) = events[0]["exception"]["values"]
     assert (exception["type"], exception["value"]) == ("RuntimeError", "the route broke")
     assert events[0]["environment"] == "development"
-    assert events[0]["release"].startswith("{{ cookiecutter.project_slug }}@")
+    assert events[0]["release"].startswith(f"{SLUG}@")
     frame = exception["stacktrace"]["frames"][-1]
     assert frame["function"] == "boom"
     assert frame["vars"]["token"] == "[Filtered]"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from {{ cookiecutter.package_name }}.postgres import normalize_database_url
 from {{ cookiecutter.package_name }}.settings import (
     ConfigurationError,
     Settings,
     load_settings,
-    normalize_database_url,
 )
 
 from .conftest import make_settings

@@ -15,7 +15,8 @@ asyncpg would send an unknown name to the server as a setting, which fails every
 connection long after start-up. So is a port that is not a number from 1 to 65535
 (in the netloc or ``?port=``): each reader would otherwise fail its own way, with a
 traceback (``invalid literal for int()``, Tortoise's ``Port is not an integer``).
-No message echoes the URL's text: ``DATABASE_URL`` is a secret.
+No message echoes the URL's text: ``DATABASE_URL`` is a secret. ``normalize_database_url``
+gives any accepted URL (SQLite's too) the async driver the service uses.
 """
 
 from __future__ import annotations
@@ -193,3 +194,22 @@ def advisory_lock_key(name: str) -> int:
 MIGRATION_LOCK_KEY = advisory_lock_key(
     "{{ cookiecutter.project_slug }}:migrations",
 )
+
+
+def normalize_database_url(url: str) -> str:
+    """Return ``url`` with the async driver the service uses.
+
+    ``postgres://`` (Heroku, many managed services), ``postgresql://`` and
+    ``postgresql+<driver>://`` become ``postgresql+asyncpg://``; ``sqlite://``
+    becomes ``sqlite+aiosqlite://``. Other schemes are returned unchanged and
+    rejected by validation.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    base = scheme.split("+", 1)[0].lower()
+    if base in ("postgres", "postgresql"):
+        return f"postgresql+asyncpg://{rest}"
+    if base == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    return url

@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .postgres import parse_postgres_url
+from .postgres import normalize_database_url, parse_postgres_url
 from .sentry_settings import SentrySettings
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./{{ cookiecutter.package_name }}.db"
@@ -74,25 +74,6 @@ PING_KEY = re.compile(r"^[-A-Za-z0-9_]+$")
 
 class ConfigurationError(Exception):
     """The environment holds an invalid setting; ``str()`` is one line per problem."""
-
-
-def normalize_database_url(url: str) -> str:
-    """Return ``url`` with the async driver the service uses.
-
-    ``postgres://`` (Heroku, many managed services), ``postgresql://`` and
-    ``postgresql+<driver>://`` become ``postgresql+asyncpg://``; ``sqlite://``
-    becomes ``sqlite+aiosqlite://``. Other schemes are returned unchanged and
-    rejected by validation.
-    """
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        return url
-    base = scheme.split("+", 1)[0].lower()
-    if base in ("postgres", "postgresql"):
-        return f"postgresql+asyncpg://{rest}"
-    if base == "sqlite":
-        return f"sqlite+aiosqlite://{rest}"
-    return url
 
 
 class Settings(SentrySettings):

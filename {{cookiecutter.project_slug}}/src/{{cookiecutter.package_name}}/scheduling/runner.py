@@ -45,6 +45,7 @@ from .leader import Term
 from .lease import Lease, StaleLeaderError
 from .registry import JobContext, JobRegistry
 from .state import JobStates
+from .time_limit import call_within
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +59,6 @@ class RunOutcome(enum.StrEnum):
     SUPERSEDED = "superseded"
     # Cancelled (a CronJob pod's SIGTERM); with ``cronjob=True`` reported as a failure.
     CANCELLED = "cancelled"
-
-
-class TimeLimitExceeded(Exception):
-    """The run lasted longer than its time limit (``<JOB_ID>_TIME_LIMIT``) and was cancelled."""
 
 
 # Seconds allowed to record the end of a cancelled run before it unwinds anyway.
@@ -224,7 +221,7 @@ class JobRunner:
         )
         began = time.perf_counter()
         try:
-            await _call(job.func, context, time_limit)
+            await call_within(time_limit, job.func, context)
         except asyncio.CancelledError:
             duration = time.perf_counter() - began
             state.cancelled()
@@ -384,21 +381,3 @@ class JobRunner:
             self._cancel_reasons[task] = reason
             task.cancel()
         await asyncio.wait(tasks, timeout=self.settings.scheduler_unwind_timeout)
-
-
-async def _call(func: Any, context: JobContext, time_limit: float | None) -> None:
-    # The job, cancelled past ``time_limit`` seconds: a failure of its own type, not a
-    # TimeoutError the job itself may raise (a network call's).
-    if time_limit is None:
-        await func(context)
-        return
-    deadline = asyncio.timeout(time_limit)
-    try:
-        async with deadline:
-            await func(context)
-    except TimeoutError:
-        if deadline.expired():
-            raise TimeLimitExceeded(
-                f"job {context.job_id} ran past its time limit of {time_limit:g} s"
-            ) from None
-        raise
