@@ -20,6 +20,9 @@ NOT_SERVING = (
 # Loaded with the first heartbeat target (heartbeat_targets.py, scheduling/heartbeat.py):
 # a service whose jobs have none, as here, never needs an HTTP client.
 FIRST_TARGET = ("httpx", "tenacity")
+# Loaded when the process starts scheduling (scheduling/scheduler.py): with PostgreSQL
+# once it is elected, never in a follower; importing it reads every package's entry points.
+SCHEDULING = ("apscheduler.schedulers",)
 
 
 @pytest.mark.parametrize(
@@ -42,3 +45,4 @@ def test_serving_loads_no_migration_or_cli_module(code: str) -> None:
     loaded = set(result.stdout.split())
     assert [name for name in NOT_SERVING if name in loaded] == []
     assert [name for name in FIRST_TARGET if name in loaded] == []
+    assert [name for name in SCHEDULING if name in loaded] == []
