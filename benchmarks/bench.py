@@ -29,11 +29,13 @@ The production start is measured apart, against that floor: the service started 
 image starts it (``python -m <package> serve --proxy-headers``, the settings of
 ``k8s/base/settings.env``, JSON logs at INFO, ``PYTHONDONTWRITEBYTECODE=1``, the real
 PostgreSQL) and the floor under ``python -m uvicorn`` with uvicorn's defaults, in
-``--starts`` interleaved pairs (the order alternates), each pair started in a quiet
+``--starts`` interleaved rounds (the order alternates), each round started in a quiet
 moment (the CPUs at most ``--quiet`` busy with other work over half a second, waited
 for up to 30 s); the medians, their ratio, the CPU seconds each server spent by its
-first 200, and the load average are reported. ``--starts-only`` runs that comparison
-alone and prints it without writing the docs (re-run it to see the noise).
+first 200, and the load average are reported. ``--against REF`` adds the service baked
+from the template at git ``REF`` to the same rounds (a change's before and after against
+one floor); ``--starts-only`` runs that comparison alone and prints it without writing
+the docs (re-run it to see the noise).
 
 Usage: ``python benchmarks/bench.py`` (``make bench``; ``--help`` for the options). Writes
 ``docs/benchmarks.md`` (table and machine) and ``docs/benchmarks.png`` (chart).
@@ -781,9 +783,9 @@ def main() -> int:
         "(pydantic-settings), metrics (prometheus-client), JSON logs, routes, job registry",
         "and leader election; APScheduler's scheduler loads when the process starts",
         "scheduling (once elected, never in a follower), httpx and tenacity with the first",
-        "heartbeat target, the HTTP client with the first ping. The production start is the",
-        "issue's figure: the cold start above runs every server under `uvicorn` with logs at",
-        "WARNING, the production start as the image runs it, and the two are not comparable.",
+        "heartbeat target, the HTTP client with the first ping. The start-up goal is set on",
+        "the production start: the cold start above runs every server under `uvicorn` with",
+        "logs at WARNING, the production start as the image runs it; the two differ.",
         "",
         "HTTP metrics library. prometheus-fastapi-instrumentator's middleware writes the",
         "service's two series (`Metrics.observe_info` bounds the method; route template,",
