@@ -167,14 +167,23 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
     return app
 
 
+def serving_app(settings: Settings) -> FastAPI:
+    """The app of a serving process: the process's logging set from ``settings``, then
+    ``create_app(settings)``.
+
+    Raises:
+        ConfigurationError: as ``create_app``.
+    """
+    # Here, not in create_app: the process's logging belongs to the process that
+    # serves (`python -m` or `uvicorn`), not to every app a test builds.
+    configure_logging(settings)
+    return create_app(settings)
+
+
 @cache
 def _default_app() -> FastAPI:
     try:
-        settings = load_settings()
-        # Here, not in create_app: the process's logging belongs to the process that
-        # serves (`python -m` or `uvicorn`), not to every app a test builds.
-        configure_logging(settings)
-        return create_app(settings)
+        return serving_app(load_settings())
     except ConfigurationError as error:
         # One line naming the setting, not a traceback: this is the operator's mistake.
         raise SystemExit(f"configuration error: {error}") from None
