@@ -589,7 +589,12 @@ def main() -> int:
     cold_starts: dict[str, list[float]] = {}
     memory: dict[str, float] = {}
     with database(admin, python) as url:
-        service_env = {"ENVIRONMENT": "production", "DATABASE_URL": url}
+        # A free metrics port: the default 9000 may be another server's on a shared machine.
+        service_env = {
+            "ENVIRONMENT": "production",
+            "DATABASE_URL": url,
+            "METRICS_PORT": str(free_port()),
+        }
         subprocess.run(
             [str(python), "-m", "alembic", "upgrade", "head"],
             cwd=project,
