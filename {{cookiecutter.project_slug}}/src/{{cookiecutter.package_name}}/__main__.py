@@ -44,12 +44,16 @@ def main(argv: list[str] | None = None) -> int:
 
             configure_logging(settings)
             return jobs_command(args, settings=settings, jobs=default_jobs())
+        from .main import serving_app
+
+        # From the settings just read: uvicorn given ``main:app`` would read them again.
+        app = serving_app(settings)
     except ConfigurationError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
     graceful = getattr(args, "timeout_graceful_shutdown", None)
     return serve(
-        "{{ cookiecutter.package_name }}.main:app",
+        app,
         ServerOptions(
             host=getattr(args, "host", None) or settings.host,
             port=getattr(args, "port", None) or settings.port,

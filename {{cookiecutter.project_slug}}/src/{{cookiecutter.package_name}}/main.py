@@ -208,21 +208,28 @@ def create_app(settings: Settings | None = None, *, jobs: JobRegistry | None = N
     return app
 
 
+def serving_app(settings: Settings) -> FastAPI:
+    """The app of a serving process: the process's logging set from ``settings``, then
+    ``create_app(settings)``.
+
+    Raises:
+        ConfigurationError: as ``create_app``, or ``METRICS_PORT`` cannot be bound.
+    """
+    # Here, not in create_app: the process's logging belongs to the process that
+    # serves (`python -m` or `uvicorn`), not to every app a test builds.
+    configure_logging(settings)
+    app = create_app(settings)
+    # Before uvicorn starts: a port in use is then one line, not the lifespan's traceback.
+    problem = settings.metrics_port and metrics_port_problem(settings.host, settings.metrics_port)
+    if problem:
+        raise ConfigurationError(problem)
+    return app
+
+
 @cache
 def _default_app() -> FastAPI:
     try:
-        settings = load_settings()
-        # Here, not in create_app: the process's logging belongs to the process that
-        # serves (`python -m` or `uvicorn`), not to every app a test builds.
-        configure_logging(settings)
-        app = create_app(settings)
-        # Before uvicorn starts: a port in use is then one line, not the lifespan's traceback.
-        problem = settings.metrics_port and metrics_port_problem(
-            settings.host, settings.metrics_port
-        )
-        if problem:
-            raise ConfigurationError(problem)
-        return app
+        return serving_app(load_settings())
     except ConfigurationError as error:
         # One line naming the setting, not a traceback: this is the operator's mistake.
         raise SystemExit(f"configuration error: {error}") from None

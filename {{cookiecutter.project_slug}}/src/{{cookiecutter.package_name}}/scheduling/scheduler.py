@@ -22,6 +22,10 @@ release the lease, so that another replica can take over at its next try.
 At lifespan shutdown the pings still pending are then flushed within the same
 deadline (at least ``HEARTBEAT_FLUSH_TIMEOUT``): ``server.shutdown_bounds`` lists
 every bound of the stop.
+
+APScheduler's scheduler is imported when this process starts scheduling, not at
+import (its import reads the entry points of every installed package): with
+PostgreSQL that is when this process is elected, and a follower never loads it.
 """
 
 from __future__ import annotations
@@ -36,8 +40,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.schedulers.base import STATE_RUNNING
 
 from ..db import Database
 from ..health import HealthCheck
@@ -68,6 +70,13 @@ class _HideCancelledRuns(logging.Filter):
 
 
 _HIDE_CANCELLED_RUNS = _HideCancelledRuns()
+
+
+def _is_running(scheduler: Any) -> bool:
+    # Called with a scheduler made by _start_scheduler only: APScheduler's module is loaded.
+    from apscheduler.schedulers.base import STATE_RUNNING
+
+    return bool(scheduler.state == STATE_RUNNING)
 
 
 # Seconds between two prunings of old runs while leading.
@@ -168,7 +177,7 @@ class JobScheduler:
     @property
     def running(self) -> bool:
         """Whether the scheduler is running and not paused."""
-        return self._scheduler is not None and self._scheduler.state == STATE_RUNNING
+        return self._scheduler is not None and _is_running(self._scheduler)
 
     @property
     def campaigning(self) -> bool:
@@ -254,7 +263,7 @@ class JobScheduler:
     async def _lost(self, term: Term, reason: str) -> None:
         # Stop starting runs at once, then cancel those in flight: another replica may
         # lead within a third of the TTL.
-        if self._scheduler is not None and self._scheduler.state == STATE_RUNNING:
+        if self._scheduler is not None and _is_running(self._scheduler):
             self._scheduler.pause()
         if self._prune_task is not None:
             self._prune_task.cancel()
@@ -279,6 +288,8 @@ class JobScheduler:
             await asyncio.sleep(PRUNE_INTERVAL)
 
     def _start_scheduler(self) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
         executor_logger = logging.getLogger("apscheduler.executors.default")
         if _HIDE_CANCELLED_RUNS not in executor_logger.filters:
             executor_logger.addFilter(_HIDE_CANCELLED_RUNS)
@@ -335,7 +346,7 @@ class JobScheduler:
         scheduler = self._scheduler
         if scheduler is None:
             return
-        if scheduler.state == STATE_RUNNING:
+        if _is_running(scheduler):
             scheduler.pause()
         await self.runner.drain(self.settings.scheduler_shutdown_timeout)
         if self._scheduler is scheduler:
