@@ -429,15 +429,29 @@ def option(argv: list[str], flag: str) -> str | None:
     return None
 
 
-def settings_fields(settings_py: Path) -> list[str]:
-    """Field names of ``class Settings`` in ``settings_py``, lowercase, in source order.
+def settings_fields(settings_py: Path, class_name: str = "Settings") -> list[str]:
+    """Field names of ``class Settings`` in ``settings_py``, lowercase, in source order,
+    those of its bases imported from a sibling module first (``SentrySettings`` from
+    ``sentry_settings.py``), as pydantic orders them.
 
     Parsed, not imported, so the baked project needs no virtualenv.
     """
     tree = ast.parse(settings_py.read_text())
+    siblings = {
+        alias.asname or alias.name: settings_py.with_name(f"{node.module}.py")
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module
+        for alias in node.names
+    }
     for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == "Settings":
-            return [
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            inherited = [
+                field
+                for base in node.bases
+                if isinstance(base, ast.Name) and base.id in siblings
+                for field in settings_fields(siblings[base.id], base.id)
+            ]
+            return inherited + [
                 statement.target.id
                 for statement in node.body
                 if isinstance(statement, ast.AnnAssign)
@@ -445,4 +459,4 @@ def settings_fields(settings_py: Path) -> list[str]:
                 and statement.target.id != "model_config"
                 and "ClassVar" not in ast.unparse(statement.annotation)
             ]
-    raise AssertionError(f"{settings_py} defines no class Settings")
+    raise AssertionError(f"{settings_py} defines no class {class_name}")

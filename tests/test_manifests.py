@@ -59,7 +59,7 @@ OLDEST_KUBERNETES = Version("1.30")
 
 # Settings that are secrets: mounted as files from the Secret, never in the ConfigMap.
 SECRET_SETTINGS = frozenset(
-    {"database_url", "redis_url", "healthchecks_ping_key", "healthchecks_api_key"}
+    {"database_url", "redis_url", "healthchecks_ping_key", "healthchecks_api_key", "sentry_dsn"}
 )
 SECRET_SUFFIX = "_heartbeat_url"
 # Settings the container does not read from the environment: they only configure
