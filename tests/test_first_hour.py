@@ -179,16 +179,25 @@ class Shell:
         assert result.returncode == 0, f"`{command}` failed:\n{output}"
 
     def serve(self, command: str) -> None:
-        """Run the server command until /health/ready and /health answer 200, then Ctrl-C it."""
+        """Run the server command until /health/ready and /health answer 200, then Ctrl-C it.
+
+        Ctrl-C as a terminal gives it: one SIGINT to the whole process group, with a
+        terminal on standard input. Without one, ``uv run`` forwards the SIGINT it gets
+        to its child (astral-sh/uv#13925), which then has two, and uvicorn takes the
+        second for "force exit" and skips the lifespan's shutdown.
+        """
+        terminal, terminal_side = os.openpty()
         process = subprocess.Popen(
             ["bash", "-c", command],
             cwd=self.cwd,
             env=self.env,
+            stdin=terminal_side,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
         )
+        os.close(terminal_side)
         base = f"http://127.0.0.1:{self.port}"
         try:
             deadline = time.monotonic() + STARTUP_SECONDS
@@ -204,7 +213,9 @@ class Shell:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 output, _ = process.communicate()
+            os.close(terminal)
         assert "Traceback" not in output, output[-6000:]
+        assert "Application shutdown complete" in output, output[-6000:]
 
 
 def drop_database(project: Path, name: str) -> None:
