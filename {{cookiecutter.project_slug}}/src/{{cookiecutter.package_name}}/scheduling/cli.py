@@ -24,6 +24,9 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -184,6 +187,65 @@ def sync_command(
     return 0
 
 
+@dataclass
+class _Pings:
+    """How long the end of a one-off run waits for its pending pings, in seconds.
+
+    ``None`` (the default) waits for every ping's retries to end.
+    """
+
+    flush_timeout: float | None = None
+
+
+@asynccontextmanager
+async def _one_off_runner(
+    jobs: JobRegistry, settings: Settings, *, lease: Lease | None = None
+) -> AsyncIterator[tuple[JobRunner, _Pings]]:
+    """A ``JobRunner`` as the scheduler's, for a run outside it, with its database open.
+
+    Sentry is started first when ``SENTRY_DSN`` is set. On exit the pending pings are
+    drained (for ``_Pings.flush_timeout`` seconds), the lease is closed and Sentry is
+    flushed (for ``HEARTBEAT_TIMEOUT`` seconds).
+
+    Raises:
+        ConfigurationError: a job's heartbeat URL or protocol is invalid.
+    """
+    targets = resolve_targets((job.id for job in jobs), settings)
+    if settings.sentry_dsn is not None:
+        from ..sentry import start_sentry
+
+        start_sentry(settings, targets=targets)
+    metrics = Metrics()
+    heartbeat = Heartbeat(
+        metrics=metrics, timeout=settings.heartbeat_timeout, retries=settings.heartbeat_retries
+    )
+    pings = _Pings()
+    try:
+        async with open_database(settings) as database:
+            yield (
+                JobRunner(
+                    jobs=jobs,
+                    targets=targets,
+                    heartbeat=heartbeat,
+                    states=JobStates(job.id for job in jobs),
+                    metrics=metrics,
+                    settings=settings,
+                    database=database,
+                    lease=lease,
+                ),
+                pings,
+            )
+    finally:
+        await heartbeat.drain(pings.flush_timeout)
+        await heartbeat.aclose()
+        if lease is not None:
+            await lease.aclose()
+        if settings.sentry_dsn is not None:
+            from ..sentry import flush
+
+            flush(settings.heartbeat_timeout)
+
+
 async def run_job(job_id: str, *, jobs: JobRegistry, settings: Settings) -> RunOutcome:
     """Run ``job_id`` once through the wrapper, then wait for its heartbeat pings.
 
@@ -191,32 +253,8 @@ async def run_job(job_id: str, *, jobs: JobRegistry, settings: Settings) -> RunO
         KeyError: no such job.
         ConfigurationError: a job's heartbeat URL or protocol is invalid.
     """
-    targets = resolve_targets((job.id for job in jobs), settings)
-    if settings.sentry_dsn is not None:
-        from ..sentry import flush, start_sentry
-
-        start_sentry(settings, targets=targets)
-    metrics = Metrics()
-    heartbeat = Heartbeat(
-        metrics=metrics, timeout=settings.heartbeat_timeout, retries=settings.heartbeat_retries
-    )
-    try:
-        async with open_database(settings) as database:
-            runner = JobRunner(
-                jobs=jobs,
-                targets=targets,
-                heartbeat=heartbeat,
-                states=JobStates(job.id for job in jobs),
-                metrics=metrics,
-                settings=settings,
-                database=database,
-            )
-            return await runner.run(job_id)
-    finally:
-        await heartbeat.drain(None)
-        await heartbeat.aclose()
-        if settings.sentry_dsn is not None:
-            flush(settings.heartbeat_timeout)
+    async with _one_off_runner(jobs, settings) as (runner, _):
+        return await runner.run(job_id)
 
 
 def cronjobs_command(jobs: JobRegistry, *, out: TextIO, output: Path | None, check: bool) -> int:
@@ -271,15 +309,6 @@ async def run_cronjob(
             job_id,
             job.grace.total_seconds(),
         )
-    targets = resolve_targets((job.id for job in jobs), settings)
-    if settings.sentry_dsn is not None:
-        from ..sentry import flush, start_sentry
-
-        start_sentry(settings, targets=targets)
-    metrics = Metrics()
-    heartbeat = Heartbeat(
-        metrics=metrics, timeout=settings.heartbeat_timeout, retries=settings.heartbeat_retries
-    )
     lease = None
     if settings.database_dsn.startswith("postgresql"):
         lease = Lease(
@@ -294,46 +323,27 @@ async def run_cronjob(
     loop = asyncio.get_running_loop()
     terminated = False
     interrupts: list[asyncio.Task[None]] = []
-    try:
-        async with open_database(settings) as database:
-            runner = JobRunner(
-                jobs=jobs,
-                targets=targets,
-                heartbeat=heartbeat,
-                states=JobStates(job.id for job in jobs),
-                metrics=metrics,
-                settings=settings,
-                database=database,
-                lease=lease,
-            )
-            run = asyncio.create_task(
-                runner.run(job_id, scheduled_at=scheduled_at, cronjob=True, time_limit=time_limit)
-            )
+    async with _one_off_runner(jobs, settings, lease=lease) as (runner, pings):
+        run = asyncio.create_task(
+            runner.run(job_id, scheduled_at=scheduled_at, cronjob=True, time_limit=time_limit)
+        )
 
-            def on_sigterm() -> None:
-                nonlocal terminated
-                terminated = True
-                reason = (
-                    "SIGTERM: the pod was stopped (node drain, eviction or activeDeadlineSeconds)"
-                )
-                interrupts.append(loop.create_task(runner.interrupt(reason)))
+        def on_sigterm() -> None:
+            nonlocal terminated
+            terminated = True
+            pings.flush_timeout = settings.heartbeat_flush_timeout
+            reason = "SIGTERM: the pod was stopped (node drain, eviction or activeDeadlineSeconds)"
+            interrupts.append(loop.create_task(runner.interrupt(reason)))
 
-            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
-            try:
-                return await run
-            except asyncio.CancelledError:
-                if not terminated:
-                    raise
-                return RunOutcome.CANCELLED
-            finally:
-                loop.remove_signal_handler(signal.SIGTERM)
-    finally:
-        await heartbeat.drain(settings.heartbeat_flush_timeout if terminated else None)
-        await heartbeat.aclose()
-        if lease is not None:
-            await lease.aclose()
-        if settings.sentry_dsn is not None:
-            flush(settings.heartbeat_timeout)
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        try:
+            return await run
+        except asyncio.CancelledError:
+            if not terminated:
+                raise
+            return RunOutcome.CANCELLED
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _aware_datetime(text: str) -> datetime:
