@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -39,6 +40,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from .combinations import COMBINATIONS, IDS
 from .conftest import TEST_REDIS_URL, Project
 from .load import HOSTILE_INPUTS, Load, Tally
 from .services import (
@@ -675,3 +677,55 @@ def test_sigterm_lets_requests_in_flight_and_the_running_job_finish(
     assert pings.count("/slow/start") >= 1
     unhandled = [line for line in log.splitlines() if UNHANDLED.search(line)]
     assert unhandled == [], "\n".join(unhandled)
+
+
+@pytest.mark.parametrize("project", COMBINATIONS[:1], ids=IDS[:1], indirect=True)
+def test_a_second_ctrl_c_forces_the_exit_in_one_line(
+    project: Project, private_postgres: PrivatePostgres, tmp_path: Path
+) -> None:
+    """Ctrl-C, then Ctrl-C again while a request keeps the shutdown waiting: uvicorn
+    forces the exit, and the log says so in one line for the shutdown (WARNING) and
+    one for the request it cancelled (ERROR), not in tracebacks."""
+    env = service_env(private_postgres.url, ENVIRONMENT="development")
+    project.migrate(env)
+    service = start_service(
+        project.path,
+        project.python,
+        env,
+        log=tmp_path / "service.log",
+        graceful_timeout=GRACEFUL_TIMEOUT,
+    )
+    lock: TableLock | None = None
+    try:
+        service.wait_until_live()
+        lock = TableLock(private_postgres)
+        thread = threading.Thread(
+            target=lambda: httpx.get(f"{service.base_url}/items", timeout=60.0), daemon=True
+        )
+        thread.start()
+        deadline = time.monotonic() + 20
+        while lock.waiting() < 1:
+            assert time.monotonic() < deadline, "the request never reached the lock"
+            time.sleep(0.05)
+        service.process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 20
+        while "Waiting for connections to close" not in service.output():
+            assert time.monotonic() < deadline, service.output()
+            time.sleep(0.05)
+        stopped_at = time.monotonic()
+        service.process.send_signal(signal.SIGINT)
+        service.process.wait(timeout=20)
+        took = time.monotonic() - stopped_at
+    finally:
+        if lock is not None:
+            lock.release()
+        service.stop()
+    log = service.output()
+    assert took < GRACEFUL_TIMEOUT / 2, f"the forced exit took {took:.1f} s\n{log}"
+    assert "Traceback" not in log, log
+    forced = [line for line in log.splitlines() if "forced exit" in line]
+    assert len(forced) == 1, log
+    assert "WARNING" in forced[0], log
+    cancelled = [line for line in log.splitlines() if "cancelled a request in flight" in line]
+    assert len(cancelled) == 1, log
+    assert "ERROR" in cancelled[0], log

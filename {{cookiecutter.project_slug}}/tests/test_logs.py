@@ -27,6 +27,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from {{ cookiecutter.package_name }}.logs import (
+    FORCED_EXIT,
+    REQUEST_CANCELLED,
     build_handler,
     configure_logging,
     uses_json,
@@ -192,6 +194,31 @@ def test_production_lines_are_one_json_object_each_even_with_a_traceback() -> No
     assert warning["request_id"] is None
     assert failure["level"] == "ERROR"
     assert "RuntimeError: boom" in failure["exc_info"]
+
+
+def test_a_cut_short_shutdown_logs_one_line_per_cancellation_not_a_traceback() -> None:
+    """What uvicorn logs when it cancels a request and the lifespan (a forced exit)."""
+    stream = io.StringIO()
+    handler = configure_logging(make_settings("sqlite:///dev.db", log_format="json"), stream)
+    logger = logging.getLogger("uvicorn.error")
+    try:
+        try:
+            raise asyncio.CancelledError
+        except asyncio.CancelledError as error:
+            logger.error("Exception in ASGI application\n", exc_info=error)
+            # Starlette's lifespan.shutdown.failed message: the formatted traceback.
+            logger.error(
+                "Traceback (most recent call last):\n  ...\nasyncio.exceptions.CancelledError\n"
+            )
+        logger.error("Exception in ASGI application\n", exc_info=RuntimeError("boom"))
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+    request, lifespan, other = json_lines(stream.getvalue())
+    assert (request["level"], request["message"]) == ("ERROR", REQUEST_CANCELLED)
+    assert "exc_info" not in request
+    assert (lifespan["level"], lifespan["message"]) == ("WARNING", FORCED_EXIT)
+    assert "RuntimeError: boom" in other["exc_info"]
 
 
 def free_port() -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from asyncio import CancelledError
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -41,6 +42,42 @@ JSON_RENAMES = {"levelname": "level", "name": "logger", "correlation_id": "reque
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
 _HANDLER_NAME = "{{ cookiecutter.package_name }}"
+FORCED_EXIT = "forced exit: a second SIGINT (Ctrl-C) or SIGTERM cut the shutdown short"
+REQUEST_CANCELLED = (
+    "cancelled a request in flight: the shutdown stopped waiting for it"
+    " (GRACEFUL_SHUTDOWN_TIMEOUT exceeded, or a second SIGINT or SIGTERM)"
+)
+
+
+class ShutdownCancellationFilter(logging.Filter):
+    """One line, not a traceback, for what a cut-short shutdown cancels.
+
+    uvicorn cancels the requests still in flight when ``timeout_graceful_shutdown``
+    runs out or a second SIGINT or SIGTERM forces the exit, and logs each one's
+    ``CancelledError`` as "Exception in ASGI application" with its traceback: that
+    record becomes ``REQUEST_CANCELLED`` (still ERROR: a client lost its answer).
+    A forced exit also cancels the lifespan task instead of sending it
+    ``lifespan.shutdown`` (its ``finally`` blocks still run); Starlette reports the
+    ``CancelledError`` as ``lifespan.shutdown.failed`` with the formatted traceback as
+    its message, which uvicorn logs at ERROR: that record becomes the WARNING
+    ``FORCED_EXIT``. Sources: uvicorn/server.py ``shutdown``,
+    uvicorn/protocols/http/*_impl.py ``run_asgi``, uvicorn/lifespan/on.py ``send``,
+    starlette/routing.py ``Router.lifespan``. Every other record passes unchanged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info is not None and isinstance(record.exc_info[1], CancelledError):
+            record.msg, record.args = REQUEST_CANCELLED, ()
+            record.exc_info, record.exc_text = None, None
+            return True
+        message = record.getMessage()
+        if message.startswith("Traceback") and message.rstrip().endswith("CancelledError"):
+            record.msg, record.args = FORCED_EXIT, ()
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_SHUTDOWN_FILTER = ShutdownCancellationFilter()
 
 
 @dataclass
@@ -115,4 +152,5 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> loggi
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
+    logging.getLogger("uvicorn.error").addFilter(_SHUTDOWN_FILTER)
     return handler
