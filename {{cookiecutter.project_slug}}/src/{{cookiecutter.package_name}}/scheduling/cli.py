@@ -176,7 +176,9 @@ def sync_command(
         print(f"jobs sync-monitors: {line}", file=sys.stderr)
 
     # One line per check is the output; httpx's line per request would bury it.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    httpx_logger = logging.getLogger("httpx")
+    level = httpx_logger.level
+    httpx_logger.setLevel(logging.WARNING)
     try:
         asyncio.run(
             sync_monitors(jobs, settings, report=report, warn=warn, dry_run=dry_run, prune=prune)
@@ -184,6 +186,8 @@ def sync_command(
     except SyncError as error:
         print(f"jobs sync-monitors: {error}", file=sys.stderr)
         return 1
+    finally:
+        httpx_logger.setLevel(level)
     return 0
 
 
