@@ -27,7 +27,7 @@ from typing import Any
 
 import asyncpg
 
-from ..outages import statement_bounds
+from ..outages import reason, statement_bounds
 from ..postgres import libpq_dsn
 
 logger = logging.getLogger(__name__)
@@ -350,7 +350,7 @@ class Lease:
         first_failure = self.last_error is None
         self.last_error = type(error).__name__
         if first_failure:
-            logger.warning("scheduler lease statement failed: %s", self.last_error)
+            logger.warning("scheduler lease statement failed: %s", reason(error))
         if isinstance(error, asyncpg.PostgresError) and not isinstance(
             error, asyncpg.exceptions.AdminShutdownError
         ):
