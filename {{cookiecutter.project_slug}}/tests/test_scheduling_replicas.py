@@ -93,7 +93,20 @@ class Replicas:
             )
         self.processes[process.pid] = process
         self.ports[process.pid] = port
+        # Live before the test goes on: a loaded machine can take seconds to import.
+        await wait_until(lambda: self.live(process.pid), within=60, message=self.text())
         return process.pid
+
+    async def live(self, pid: int) -> bool:
+        """Whether replica ``pid`` answers ``/health/live``; fails when it has exited."""
+        process = self.processes[pid]
+        assert process.returncode is None, f"replica {pid} exited:\n{self.text()}"
+        try:
+            async with httpx.AsyncClient(timeout=1) as http:
+                response = await http.get(f"http://127.0.0.1:{self.ports[pid]}/health/live")
+        except httpx.TransportError:
+            return False
+        return response.status_code == 200
 
     def text(self) -> str:
         return "\n".join(f"--- {log.name}\n{log.read_text()[-4000:]}" for log in self.logs)
