@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,9 +235,8 @@ def test_overlay_renders_every_resource_and_no_secret(rendering: Rendering) -> N
     kinds = [resource["kind"] for resource in rendering.resources]
     assert set(kinds) == rendering.kinds, f"{rendering.overlay} renders {sorted(kinds)}"
     # The monitoring component adds a second ConfigMap, the dashboard's.
-    # One of each kind but NetworkPolicy: the app pods' and the CronJob pods'.
-    service = Counter(resource["kind"] for resource in service_resources(rendering.resources))
-    assert service == {kind: 2 if kind == "NetworkPolicy" else 1 for kind in service}, service
+    service = [resource["kind"] for resource in service_resources(rendering.resources)]
+    assert len(service) == len(set(service)), f"a kind is rendered twice: {sorted(kinds)}"
     # Secrets are created by the operator (see the README), never committed with values.
     assert "Secret" not in kinds
 
@@ -847,51 +845,40 @@ def test_the_deploying_page_creates_the_secret_the_deployment_mounts(
 # --- Network -------------------------------------------------------------------------------
 
 
-def network_policy(rendering: Rendering, component: str) -> dict[str, Any]:
-    """The spec of the NetworkPolicy for ``component`` (``api`` or ``job``)."""
-    (policy,) = [
-        policy["spec"]
-        for policy in k8s_tools.resources_of_kind(rendering.resources, "NetworkPolicy")
-        if policy["metadata"]["labels"]["app.kubernetes.io/component"] == component
-    ]
-    return dict(policy)
-
-
-def egress_ports(policy: Mapping[str, Any]) -> set[tuple[object, str]]:
-    return {
-        (port["port"], port.get("protocol", "TCP"))
-        for rule in policy["egress"]
-        for port in rule["ports"]
-    }
-
-
-def test_every_pod_is_under_exactly_one_network_policy(rendering: Rendering) -> None:
-    policies = k8s_tools.resources_of_kind(rendering.resources, "NetworkPolicy")
+def test_every_pod_is_under_the_network_policy(rendering: Rendering) -> None:
+    policy = only(rendering.resources, "NetworkPolicy")["spec"]
     for workload in rendering.workloads:
         labels = workload["spec"]["template"]["metadata"]["labels"]
-        selecting = [
-            p["metadata"]["name"] for p in policies if selects(p["spec"]["podSelector"], labels)
-        ]
-        assert len(selecting) == 1, (workload["metadata"]["name"], selecting)
+        assert selects(policy["podSelector"], labels), workload["metadata"]["name"]
 
 
-def test_a_cronjobs_pod_takes_no_connection_and_goes_out_as_the_apps(
-    rendering: Rendering,
-) -> None:
-    jobs, api = network_policy(rendering, "job"), network_policy(rendering, "api")
-    assert sorted(jobs["policyTypes"]) == ["Egress", "Ingress"]
-    assert "ingress" not in jobs, "a job's pod serves nothing"
-    assert jobs["egress"] == api["egress"]
-    assert rendering.cronjobs, "the example CronJob is under it"
-    for cronjob in rendering.cronjobs:
-        template = cronjob["spec"]["jobTemplate"]["spec"]["template"]
-        assert selects(jobs["podSelector"], template["metadata"]["labels"])
+def test_nothing_may_connect_to_a_cronjobs_pod(rendering: Rendering) -> None:
+    """Ingress names ports; a named port matches only the pods that declare it."""
+    policy = only(rendering.resources, "NetworkPolicy")["spec"]
+    ingress_ports = [port["port"] for rule in policy["ingress"] for port in rule["ports"]]
+    assert all(isinstance(port, str) for port in ingress_ports), ingress_ports
+    cronjobs = rendering.workloads[1:]
+    assert cronjobs, "the example CronJob is rendered"
+    for cronjob in cronjobs:
+        declared = {
+            port.get("name")
+            for container in all_containers(cronjob)
+            for port in container.get("ports", [])
+        }
+        assert declared.isdisjoint(ingress_ports), (cronjob["metadata"]["name"], declared)
+    # The app's pod declares both: the same rules admit clients and Prometheus there.
+    app = {
+        port["name"]
+        for container in all_containers(rendering.deployment)
+        for port in container.get("ports", [])
+    }
+    assert set(ingress_ports) <= app
 
 
 def test_network_policy_allows_only_the_app_port_in_and_known_ports_out(
     rendering: Rendering,
 ) -> None:
-    policy = network_policy(rendering, "api")
+    policy = only(rendering.resources, "NetworkPolicy")["spec"]
     assert selects(policy["podSelector"], pod_labels(rendering))
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
     ingress = {
@@ -906,11 +893,15 @@ def test_network_policy_allows_only_the_app_port_in_and_known_ports_out(
             {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
         ],
     }
-    ports = egress_ports(policy)
+    egress_ports = {
+        (port["port"], port.get("protocol", "TCP"))
+        for rule in policy["egress"]
+        for port in rule["ports"]
+    }
     expected = {(53, "UDP"), (53, "TCP"), (5432, "TCP"), (443, "TCP"), (4318, "TCP")}
     if rendering.bake.use_redis:
         expected.add((6379, "TCP"))
-    assert ports == expected
+    assert egress_ports == expected
     assert all(rule.get("ports") for rule in policy["egress"]), "an egress rule without ports"
     # OTLP/HTTP only to the monitoring namespace, where docs/tracing.md puts the collector.
     (otlp,) = [rule for rule in policy["egress"] if rule["ports"][0]["port"] == 4318]
@@ -923,7 +914,7 @@ def test_network_policy_allows_only_the_app_port_in_and_known_ports_out(
     page = (rendering.bake.path / "docs" / "jobs-and-monitoring.md").read_text()
     section = page.split("## Monitoring your jobs", 1)[1].split("\n## ", 1)[0]
     stated = {int(port) for port in re.findall(r"reached on\s+port (\d+) only", section)}
-    assert stated == {port for port, _ in ports} - {53, 5432, 6379, 4318}
+    assert stated == {port for port, _ in egress_ports} - {53, 5432, 6379, 4318}
 
 
 def test_overlays_differ_only_where_environments_should(bake: Bake) -> None:
