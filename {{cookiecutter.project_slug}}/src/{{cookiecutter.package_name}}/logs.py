@@ -66,12 +66,15 @@ class ShutdownCancellationFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info is not None and isinstance(record.exc_info[1], CancelledError):
+        message = record.getMessage()
+        if (
+            message.startswith("Exception in ASGI application")
+            and record.exc_info is not None
+            and isinstance(record.exc_info[1], CancelledError)
+        ):
             record.msg, record.args = REQUEST_CANCELLED, ()
             record.exc_info, record.exc_text = None, None
-            return True
-        message = record.getMessage()
-        if message.startswith("Traceback") and message.rstrip().endswith("CancelledError"):
+        elif message.startswith("Traceback") and message.rstrip().endswith("CancelledError"):
             record.msg, record.args = FORCED_EXIT, ()
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
